@@ -1,0 +1,69 @@
+"""leadflow: lead capture, qualification, scoring and nurture."""
+from pathlib import Path
+
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import db
+from .config import PROJECT_ROOT, load_settings
+from .definitions import ReloadingFile
+from .extensions import csrf, limiter
+
+
+def create_app(overrides: dict | None = None) -> Flask:
+    settings = load_settings(overrides)
+    app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"),
+                static_folder=str(PROJECT_ROOT / "static"), instance_path=settings["INSTANCE_PATH"])
+    app.config.update(settings)
+    if app.config.get("TRUSTED_PROXIES"):
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(app.config["TRUSTED_PROXIES"]),
+                                x_proto=1, x_host=1)
+
+    db.bind(app.config["DATABASE_URL"])
+    app.teardown_appcontext(lambda _exc: db.session.remove())
+
+    app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"] or "memory://"
+    app.config.setdefault("RATELIMIT_ENABLED", app.config.get("RATELIMIT_ENABLED", True))
+    limiter.init_app(app)
+    csrf.init_app(app)
+
+    _init_definitions(app)
+    _register_blueprints(app)
+    _register_errors(app)
+
+    from .cli import register
+    register(app)
+    return app
+
+
+def _init_definitions(app: Flask) -> None:
+    from .capture.forms import FormRegistry
+    from .qualify.rules import default_rules, load_rules
+    app.extensions["leadflow.forms"] = FormRegistry(app.config["FORMS_DIR"])
+    app.extensions["leadflow.rules"] = ReloadingFile(
+        Path(app.config["FORMS_DIR"]) / "rules.yaml", load_rules, default_rules())
+
+
+def _register_blueprints(app: Flask) -> None:
+    from .capture.views import bp as capture_bp
+    from .dashboard.views import bp as dashboard_bp
+    app.register_blueprint(capture_bp)
+    app.register_blueprint(dashboard_bp)
+
+
+def _wants_json() -> bool:
+    return (request.path.endswith("/submit") or request.path.startswith("/api/")
+            or request.accept_mimetypes.best == "application/json")
+
+
+def _register_errors(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if _wants_json():
+            response = jsonify(error=exc.description, status=exc.code)
+            response.status_code = exc.code
+            if exc.code == 429:
+                response.headers["Retry-After"] = "60"
+            return response
+        return render_template("pages/error.html", error=exc), exc.code

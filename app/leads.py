@@ -1,0 +1,54 @@
+"""Leads, their events and their stage changes: the I/O shell around
+qualify/ (which decides) and the database (which remembers)."""
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .db import session
+from .models import Event, Lead, StageChange, utcnow
+from .qualify.lifecycle import check_move
+
+
+def _insert(model):
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+
+
+def get_or_create_lead(email: str, defaults: dict) -> tuple[Lead, bool]:
+    """Row-locked lead for this email, created if new. Safe when two
+    submissions for the same new email race: the insert does nothing for
+    the loser, which then reads (and locks) the winner's row."""
+    inserted = session.execute(
+        _insert(Lead).values(email=email, created_at=utcnow(), updated_at=utcnow(), **defaults)
+        .on_conflict_do_nothing(index_elements=["email"]).returning(Lead.id)
+    ).scalar()
+    lead = session.execute(
+        select(Lead).where(Lead.email == email).with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+    return lead, inserted is not None
+
+
+def record_event(lead: Lead, kind: str, *, key: str | None = None, properties: dict | None = None,
+                 occurred_at: datetime | None = None, machine: bool = False) -> Event | None:
+    """Append an event; with a key, a repeat of the same (lead, kind, key) is
+    ignored and None is returned."""
+    values = dict(lead_id=lead.id, kind=kind, key=key, properties=properties or {},
+                  machine=machine, occurred_at=occurred_at or utcnow(), created_at=utcnow())
+    event_id = session.execute(
+        _insert(Event).values(**values)
+        .on_conflict_do_nothing(index_elements=["lead_id", "kind", "key"]).returning(Event.id)
+    ).scalar()
+    return session.get(Event, event_id) if event_id is not None else None
+
+
+def change_stage(lead: Lead, target: str, actor: str, reason: str | None = None) -> StageChange:
+    """Move a lead along its lifecycle, refusing moves the lifecycle forbids,
+    and keep who moved it and why."""
+    check_move(lead.stage, target)
+    change = StageChange(lead_id=lead.id, from_stage=lead.stage, to_stage=target,
+                         actor=actor, reason=reason, at=utcnow())
+    lead.stage, lead.stage_reason = target, reason
+    session.add(change)
+    return change

@@ -1,0 +1,124 @@
+"""SQLAlchemy 2 models. Schema changes go through Alembic (app/migrations)."""
+from datetime import datetime, timezone
+
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer,
+                        String, Text, UniqueConstraint)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .db import Base
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets 64 bits.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def Timestamp(**kw):
+    return mapped_column(DateTime(timezone=True), **kw)
+
+
+class FormRecord(Base):
+    """A form definition as last loaded from forms/<slug>.yaml."""
+    __tablename__ = "forms"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(80), unique=True)
+    language: Mapped[str] = mapped_column(String(8))
+    title: Mapped[str] = mapped_column(String(200))
+    definition: Mapped[dict] = mapped_column(JSONType)
+    checksum: Mapped[str] = mapped_column(String(64))
+    loaded_at: Mapped[datetime] = Timestamp(default=utcnow)
+
+
+class Submission(Base):
+    """One POST to a form, kept whole whatever its verdict."""
+    __tablename__ = "submissions"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    form_slug: Mapped[str] = mapped_column(String(80), index=True)
+    channel: Mapped[str] = mapped_column(String(16))  # hosted, iframe, script, api, import
+    payload: Mapped[dict] = mapped_column(JSONType)
+    email: Mapped[str | None] = mapped_column(String(320), index=True)
+    # pending (stored, not judged yet), invalid (field errors went back to
+    # the person), accepted, excluded, review
+    verdict: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    reasons: Mapped[list] = mapped_column(JSONType, default=list)
+    errors: Mapped[dict | None] = mapped_column(JSONType)
+    ip_hash: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(Text)
+    referrer: Mapped[str | None] = mapped_column(Text)
+    utm_source: Mapped[str | None] = mapped_column(String(200))
+    utm_medium: Mapped[str | None] = mapped_column(String(200))
+    utm_campaign: Mapped[str | None] = mapped_column(String(200))
+    utm_term: Mapped[str | None] = mapped_column(String(200))
+    utm_content: Mapped[str | None] = mapped_column(String(200))
+    fill_ms: Mapped[int | None] = mapped_column(BigInteger)
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id"), index=True)
+    created_at: Mapped[datetime] = Timestamp(default=utcnow, index=True)
+    decided_at: Mapped[datetime | None] = Timestamp()
+    decided_by: Mapped[str | None] = mapped_column(String(120))
+
+
+class Lead(Base):
+    """One person, keyed by normalized email."""
+    __tablename__ = "leads"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str | None] = mapped_column(String(300))
+    company: Mapped[str | None] = mapped_column(String(300))
+    segment: Mapped[str | None] = mapped_column(String(80))
+    intent: Mapped[str | None] = mapped_column(String(80))
+    job_title: Mapped[str | None] = mapped_column(String(300))
+    country: Mapped[str | None] = mapped_column(String(2))
+    phone: Mapped[str | None] = mapped_column(String(64))
+    language: Mapped[str | None] = mapped_column(String(8))
+    pain_point: Mapped[str | None] = mapped_column(Text)
+    company_size: Mapped[str | None] = mapped_column(String(40))
+    annual_revenue: Mapped[str | None] = mapped_column(String(40))
+    stage: Mapped[str] = mapped_column(String(20), default="lead", index=True)
+    stage_reason: Mapped[str | None] = mapped_column(Text)
+    score: Mapped[float] = mapped_column(Float, default=0.0)
+    consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    first_form: Mapped[str | None] = mapped_column(String(80))
+    source: Mapped[str | None] = mapped_column(String(200))
+    medium: Mapped[str | None] = mapped_column(String(200))
+    referrer_domain: Mapped[str | None] = mapped_column(String(253))
+    created_at: Mapped[datetime] = Timestamp(default=utcnow, index=True)
+    updated_at: Mapped[datetime] = Timestamp(default=utcnow, onupdate=utcnow)
+
+    events = relationship("Event", back_populates="lead", lazy="dynamic")
+
+
+class Event(Base):
+    """Append-only: something a lead did or that happened to it."""
+    __tablename__ = "events"
+    __table_args__ = (
+        # Idempotency: a retried webhook or a pixel loaded twice carries the
+        # same key and is stored once.
+        UniqueConstraint("lead_id", "kind", "key", name="uq_events_lead_kind_key"),
+        Index("ix_events_lead_occurred", "lead_id", "occurred_at"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(60))
+    key: Mapped[str | None] = mapped_column(String(200))
+    properties: Mapped[dict] = mapped_column(JSONType, default=dict)
+    machine: Mapped[bool] = mapped_column(Boolean, default=False)
+    occurred_at: Mapped[datetime] = Timestamp(default=utcnow)
+    created_at: Mapped[datetime] = Timestamp(default=utcnow)
+
+    lead = relationship("Lead", back_populates="events")
+
+
+class StageChange(Base):
+    """Every lifecycle move, with who and why."""
+    __tablename__ = "stage_changes"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    from_stage: Mapped[str | None] = mapped_column(String(20))
+    to_stage: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str] = mapped_column(String(120))  # "rule:exclusion", "user:3", "api:crm"
+    reason: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = Timestamp(default=utcnow)

@@ -1,0 +1,129 @@
+/* leadflow embed: renders a form into the page that loads this script and
+   posts it as JSON. Paste:
+     div data-leadflow-form="SLUG", then https://LEADFLOW/f/SLUG/embed.js
+   (a div, then a script tag loading this file, async).
+   Everything is built with DOM calls and textContent: nothing the marketer
+   or a visitor typed is ever parsed as HTML. */
+(function () {
+  "use strict";
+  var config = {{ config|safe }};
+  var def = config.definition, text = config.text;
+  var script = document.currentScript;
+  var host = document.querySelector('[data-leadflow-form="' + config.slug + '"]:not([data-leadflow-ready])');
+  if (!host) {
+    host = document.createElement("div");
+    script.parentNode.insertBefore(host, script);
+  }
+  host.setAttribute("data-leadflow-ready", "1");
+  var uid = "lf-" + config.slug + "-" + Math.random().toString(36).slice(2, 8);
+
+  function el(tag, attrs, content) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) {
+      if (attrs[k] !== null && attrs[k] !== undefined && attrs[k] !== false) node.setAttribute(k, attrs[k] === true ? "" : attrs[k]);
+    });
+    if (content) node.textContent = content;
+    return node;
+  }
+
+  var form = el("form", {"class": "leadflow-form", novalidate: true, lang: def.language});
+  form.appendChild(el("h2", {}, def.title));
+  if (def.intro) form.appendChild(el("p", {}, def.intro));
+  var summary = el("div", {role: "alert", "class": "leadflow-summary", tabindex: "-1"});
+  form.appendChild(summary);
+  var errorNodes = {};
+
+  def.fields.forEach(function (f) {
+    var id = uid + "-" + f.name, wrap;
+    if (f.type === "hidden") { form.appendChild(el("input", {type: "hidden", name: f.name})); return; }
+    if (f.type === "radio") {
+      wrap = el("fieldset", {"class": "leadflow-field"});
+      var legend = el("legend", {}, f.label + (f.required ? " *" : ""));
+      wrap.appendChild(legend);
+      f.choices.forEach(function (c, i) {
+        var label = el("label", {"class": "leadflow-choice"});
+        label.appendChild(el("input", {type: "radio", name: f.name, value: c.value, id: id + "-" + i, required: f.required}));
+        label.appendChild(document.createTextNode(" " + c.label));
+        wrap.appendChild(label);
+      });
+    } else if (f.type === "checkbox") {
+      wrap = el("div", {"class": "leadflow-field"});
+      var cl = el("label");
+      cl.appendChild(el("input", {type: "checkbox", name: f.name, id: id, required: f.required}));
+      cl.appendChild(document.createTextNode(" " + f.label + (f.required ? " *" : "")));
+      wrap.appendChild(cl);
+    } else {
+      wrap = el("div", {"class": "leadflow-field"});
+      wrap.appendChild(el("label", {"for": id}, f.label + (f.required ? " *" : "")));
+      var input;
+      if (f.type === "textarea") input = el("textarea", {name: f.name, id: id, maxlength: f.max_length, required: f.required});
+      else if (f.type === "select") {
+        input = el("select", {name: f.name, id: id, required: f.required});
+        input.appendChild(el("option", {value: ""}, "—"));
+        f.choices.forEach(function (c) { input.appendChild(el("option", {value: c.value}, c.label)); });
+      } else input = el("input", {type: f.type === "text" ? "text" : f.type, name: f.name, id: id,
+                                  maxlength: f.max_length, required: f.required, placeholder: f.placeholder || null});
+      wrap.appendChild(input);
+    }
+    var err = el("p", {"class": "leadflow-error", id: id + "-error", hidden: true});
+    wrap.appendChild(err);
+    errorNodes[f.name] = {node: err, wrap: wrap};
+    form.appendChild(wrap);
+  });
+  var trap = el("input", {type: "text", name: config.honeypot, tabindex: "-1", autocomplete: "off", "aria-hidden": "true",
+                          style: "position:absolute;left:-10000px;width:1px;height:1px;overflow:hidden"});
+  form.appendChild(trap);
+  var button = el("button", {type: "submit"}, def.submit_label);
+  form.appendChild(button);
+  host.appendChild(form);
+
+  function utm() {
+    var out = {}, params = new URLSearchParams(window.location.search);
+    ["utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content"].forEach(function (k) {
+      if (params.get(k)) out[k] = params.get(k);
+    });
+    return out;
+  }
+
+  function showErrors(errors) {
+    Object.keys(errorNodes).forEach(function (name) {
+      var e = errorNodes[name], msgs = errors[name];
+      e.node.hidden = !msgs;
+      e.node.textContent = msgs ? msgs[0] : "";
+      var input = e.wrap.querySelector("input,select,textarea");
+      if (input) {
+        if (msgs) { input.setAttribute("aria-invalid", "true"); input.setAttribute("aria-describedby", e.node.id); }
+        else { input.removeAttribute("aria-invalid"); input.removeAttribute("aria-describedby"); }
+      }
+    });
+  }
+
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var fields = utm();
+    fields.referrer = document.referrer || window.location.href;
+    def.fields.forEach(function (f) {
+      if (f.type === "checkbox") fields[f.name] = !!form.elements[f.name].checked;
+      else if (f.type === "radio") { var c = form.querySelector('input[name="' + f.name + '"]:checked'); fields[f.name] = c ? c.value : ""; }
+      else fields[f.name] = form.elements[f.name].value;
+    });
+    fields[config.honeypot] = trap.value;
+    button.disabled = true;
+    fetch(config.submitUrl, {method: "POST", headers: {"Content-Type": "application/json"},
+                             body: JSON.stringify({fields: fields, token: config.token})})
+      .then(function (r) { return r.json().then(function (body) { return {status: r.status, body: body}; }); })
+      .then(function (res) {
+        button.disabled = false;
+        if (res.status === 201) {
+          if (res.body.redirect) { window.location.href = res.body.redirect; return; }
+          form.replaceChildren(el("p", {"class": "leadflow-thanks", role: "status"}, res.body.message));
+          return;
+        }
+        showErrors(res.body.errors || {});
+        summary.textContent = (res.body.errors && res.body.errors.token) ? res.body.errors.token[0]
+                              : (res.body.message || res.body.error || text.fix);
+        summary.focus();
+      })
+      .catch(function () { button.disabled = false; summary.textContent = text.fix; });
+  });
+})();
