@@ -28,12 +28,16 @@ def create_app(overrides: dict | None = None) -> Flask:
     limiter.init_app(app)
     csrf.init_app(app)
 
+    from . import tasks
+    tasks.configure(app)
     _init_definitions(app)
     _register_blueprints(app)
     _register_errors(app)
 
     from .cli import register
     register(app)
+    if app.config.get("EMBEDDED_SCHEDULER") and not app.config["CELERY_BROKER_URL"]:
+        tasks.start_embedded_scheduler(app)
     return app
 
 
@@ -46,10 +50,16 @@ def _init_definitions(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from .api.views import bp as api_bp
+    from .auth import init_auth
+    from .auth.views import bp as auth_bp
     from .capture.views import bp as capture_bp
     from .dashboard.views import bp as dashboard_bp
-    app.register_blueprint(capture_bp)
-    app.register_blueprint(dashboard_bp)
+    from .sales.views import bp as sales_bp
+    from .track.views import bp as track_bp
+    init_auth(app)
+    for blueprint in (capture_bp, track_bp, api_bp, auth_bp, sales_bp, dashboard_bp):
+        app.register_blueprint(blueprint)
 
 
 def _wants_json() -> bool:

@@ -51,6 +51,8 @@ def load_settings(overrides: dict | None = None) -> dict:
         "MIN_FILL_MS": _int("MIN_FILL_MS", 2000),
         # How long a signed render token of the embed script stays valid.
         "RENDER_TOKEN_MAX_AGE": _int("RENDER_TOKEN_MAX_AGE", 7 * 24 * 3600),
+        # Without a broker, run the periodic tasks in a thread of the web process.
+        "EMBEDDED_SCHEDULER": os.environ.get("LEADFLOW_EMBEDDED_SCHEDULER", "") == "1",
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_HTTPONLY": True,

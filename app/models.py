@@ -79,7 +79,16 @@ class Lead(Base):
     annual_revenue: Mapped[str | None] = mapped_column(String(40))
     stage: Mapped[str] = mapped_column(String(20), default="lead", index=True)
     stage_reason: Mapped[str | None] = mapped_column(Text)
-    score: Mapped[float] = mapped_column(Float, default=0.0)
+    # The MQL-driving score, cached; always recomputable from the event log.
+    score: Mapped[float] = mapped_column(Float, default=0.0, index=True)
+    temperature: Mapped[str | None] = mapped_column(String(10))
+    # Every named score and the incremental state behind it, per score name,
+    # with the fingerprint of the model that built it.
+    scores: Mapped[dict] = mapped_column(JSONType, default=dict)
+    score_state: Mapped[dict] = mapped_column(JSONType, default=dict)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    mql_at: Mapped[datetime | None] = Timestamp(index=True)
+    bant: Mapped[dict | None] = mapped_column(JSONType)
     consent: Mapped[bool] = mapped_column(Boolean, default=False)
     first_form: Mapped[str | None] = mapped_column(String(80))
     source: Mapped[str | None] = mapped_column(String(200))
@@ -106,6 +115,10 @@ class Event(Base):
     key: Mapped[str | None] = mapped_column(String(200))
     properties: Mapped[dict] = mapped_column(JSONType, default=dict)
     machine: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Points this event added to the MQL score (undecayed) and the rule that gave them.
+    points: Mapped[float] = mapped_column(Float, default=0.0)
+    rule: Mapped[str | None] = mapped_column(String(120))
+    source: Mapped[str | None] = mapped_column(String(120))  # tracking, api:<token name>, form...
     occurred_at: Mapped[datetime] = Timestamp(default=utcnow)
     created_at: Mapped[datetime] = Timestamp(default=utcnow)
 
@@ -122,3 +135,113 @@ class StageChange(Base):
     actor: Mapped[str] = mapped_column(String(120))  # "rule:exclusion", "user:3", "api:crm"
     reason: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = Timestamp(default=utcnow)
+
+
+class ScoreHistory(Base):
+    """The MQL score after each change, for the lead's chart."""
+    __tablename__ = "score_history"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id", ondelete="SET NULL"))
+    score: Mapped[float] = mapped_column(Float)
+    delta: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = Timestamp(default=utcnow)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(300))
+    role: Mapped[str] = mapped_column(String(20))  # admin, marketer, sales
+    is_manager: Mapped[bool] = mapped_column(Boolean, default=False)
+    language: Mapped[str | None] = mapped_column(String(8))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Round-robin: the salesperson assigned longest ago gets the next MQL.
+    last_assigned_at: Mapped[datetime | None] = Timestamp()
+    created_at: Mapped[datetime] = Timestamp(default=utcnow)
+
+    # Flask-Login
+    @property
+    def is_authenticated(self):
+        return True
+
+    @property
+    def is_active(self):
+        return self.active
+
+    @property
+    def is_anonymous(self):
+        return False
+
+    def get_id(self):
+        return str(self.id)
+
+
+class ApiToken(Base):
+    """Only a hash is kept; the token is shown once, at creation."""
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = Timestamp(default=utcnow)
+    last_used_at: Mapped[datetime | None] = Timestamp()
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Webhook(Base):
+    __tablename__ = "webhooks"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(120))
+    events: Mapped[list] = mapped_column(JSONType, default=lambda: ["lead.mql"])
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = Timestamp(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One signed POST to one webhook, retried with backoff, every try logged."""
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (UniqueConstraint("webhook_id", "dedupe_key", name="uq_delivery_once"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"))
+    event: Mapped[str] = mapped_column(String(60))
+    dedupe_key: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[dict] = mapped_column(JSONType)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    log: Mapped[list] = mapped_column(JSONType, default=list)
+    next_attempt_at: Mapped[datetime] = Timestamp(default=utcnow, index=True)
+    created_at: Mapped[datetime] = Timestamp(default=utcnow)
+    delivered_at: Mapped[datetime | None] = Timestamp()
+
+
+class Mail(Base):
+    """Every email leadflow sends, written before it is sent (the outbox).
+
+    dedupe_key makes each email unique by purpose ("mql:<lead>:<change>",
+    later "step:<enrollment>:<step>"): claiming the row is what makes an
+    email go out at most once."""
+    __tablename__ = "mails"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(30), index=True)  # notification, nurture
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    sender: Mapped[str] = mapped_column(String(320))
+    recipient: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(Text)
+    html: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    headers: Mapped[dict] = mapped_column(JSONType, default=dict)
+    # pending → sending → sent | outbox (no SMTP) | failed | bounced
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime] = Timestamp(default=utcnow, index=True)
+    claimed_at: Mapped[datetime | None] = Timestamp()
+    created_at: Mapped[datetime] = Timestamp(default=utcnow)
+    sent_at: Mapped[datetime | None] = Timestamp()

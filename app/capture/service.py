@@ -6,11 +6,13 @@ person sends is lost even if judging or the lead update fails afterwards
 """
 import hashlib
 import hmac
+import math
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from .. import tasks
 from ..db import session
-from ..leads import change_stage, get_or_create_lead, record_event
+from ..leads import change_stage, get_or_create_lead
 from ..models import StageChange, Submission, utcnow
 from ..qualify.lifecycle import NURTURABLE
 from ..qualify.profile import clean_text, merge_profile, normalize_email
@@ -28,6 +30,35 @@ class RequestMeta:
     fill_ms: int | None = None
     honeypot: str | None = None
     utm: dict | None = None
+
+
+MAX_DEPTH = 32  # a submission is {"fields": {name: value}}: depth 2
+
+
+class TooDeep(ValueError):
+    pass
+
+
+def storable(value, depth: int = 0):
+    """What was posted, made storable in any database: PostgreSQL's text and
+    JSONB refuse NUL characters, lone UTF-16 surrogates (JSON may carry
+    "\\ud800") and NaN/Infinity (Python's json reads them). NULs are dropped,
+    lone surrogates become U+FFFD, non-finite numbers their JSON spelling.
+    Raises TooDeep past MAX_DEPTH levels of nesting."""
+    if isinstance(value, str):
+        if value.isascii():
+            return value.replace("\x00", "")
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace").replace("\x00", "")
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, (dict, list)):
+        if depth >= MAX_DEPTH:
+            raise TooDeep(f"nested deeper than {MAX_DEPTH} levels")
+        if isinstance(value, list):
+            return [storable(item, depth + 1) for item in value]
+        return {storable(key) if isinstance(key, str) else key: storable(item, depth + 1)
+                for key, item in value.items()}
+    return value
 
 
 def hash_ip(ip: str | None, secret: str) -> str | None:
@@ -78,7 +109,7 @@ def decide(submission: Submission, form: Form, fields: dict, meta: RequestMeta,
     if verdict.verdict == "accepted" or (
             verdict.verdict == "excluded" and not any(r.startswith("spam:") for r in verdict.reasons)):
         apply_to_lead(submission, form, fields, verdict, actor)
-    session.commit()
+    tasks.commit()
     return verdict
 
 
@@ -121,10 +152,11 @@ def apply_to_lead(submission: Submission, form: Form, fields: dict, verdict: Ver
                 lead.stage == "subscriber" and target == "disqualified"):
             change_stage(lead, target, actor, reason or f"accepted submission on form {form.slug}")
     if accepted:
-        record_event(lead, "form_submitted", key=f"submission:{submission.id}",
-                     properties={"form": form.slug, "submission_id": submission.id,
-                                 "intent": fields.get("intent")},
-                     occurred_at=submission.created_at)
+        from ..scoring import track
+        track(lead, "form_submitted", key=f"submission:{submission.id}",
+              properties={"form": form.slug, "submission_id": submission.id,
+                          "intent": fields.get("intent")},
+              occurred_at=submission.created_at, source=f"form:{form.slug}", actor=actor)
 
 
 def _profile(lead) -> dict:

@@ -4,6 +4,7 @@ import time
 
 from flask import (Blueprint, Response, abort, current_app, jsonify, redirect, render_template,
                    request)
+from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest
 
 from ..extensions import csrf, limiter
@@ -80,11 +81,14 @@ def post_html(slug):
     framed = request.args.get("frame") == "1"
     if request.mimetype not in ("application/x-www-form-urlencoded", "multipart/form-data"):
         abort(415, description="Send the form as application/x-www-form-urlencoded.")
-    fields = {key: request.form.get(key) for key in request.form.keys()}
+    # NULs dropped here, before anything stores or judges them (see service.storable).
+    formdata = MultiDict([(service.storable(key), service.storable(value))
+                          for key, value in request.form.items(multi=True)])
+    fields = {key: formdata.get(key) for key in formdata.keys()}
     submission = service.store_submission(slug, "iframe" if framed else "hosted", fields,
                                           _meta(fields, fields.get(RENDER_TOKEN), slug),
                                           current_app.config["SECRET_KEY"])
-    wtform = build(form, request.form, csrf=True)
+    wtform = build(form, formdata, csrf=True)
     text = messages(form.definition.language)
     if not wtform.validate():
         errors = field_errors(wtform)
@@ -147,17 +151,15 @@ def submit_json(slug):
     if not request.is_json:
         return _json(form, 415, error="Send JSON with Content-Type: application/json.")
     try:
-        body = request.get_json()
-    except BadRequest:
-        raw = request.get_data(as_text=True)
-        service.store_submission(slug, "script", {"_raw": raw}, _meta({}, None, slug),
-                                 current_app.config["SECRET_KEY"])
-        return _json(form, 400, error="The body is not valid JSON.")
+        # Lone surrogates, NULs and NaN made storable (and judged) as in service.storable.
+        body = service.storable(request.get_json())
+    except (BadRequest, RecursionError, service.TooDeep) as exc:
+        raw = service.storable(request.get_data(as_text=True))
+        return _unreadable(form, slug, raw, "The body is not valid JSON." if isinstance(exc, BadRequest)
+                           else f"The body is nested too deeply (at most {service.MAX_DEPTH} levels).")
     fields = body.get("fields") if isinstance(body, dict) else None
     if not isinstance(fields, dict):
-        service.store_submission(slug, "script", {"_raw": body}, _meta({}, None, slug),
-                                 current_app.config["SECRET_KEY"])
-        return _json(form, 400, error='Expected a JSON object {"fields": {...}, "token": "..."}.')
+        return _unreadable(form, slug, body, 'Expected a JSON object {"fields": {...}, "token": "..."}.')
     token = body.get("token") if isinstance(body.get("token"), str) else None
     meta = _meta(fields, token, slug)
     submission = service.store_submission(slug, "script", fields, meta,
@@ -176,6 +178,14 @@ def submit_json(slug):
     thank_you = form.definition.thank_you
     return _json(form, 201, result="received", message=thank_you.message,
                  redirect=thank_you.redirect)
+
+
+def _unreadable(form, slug, raw, error):
+    """Kept as received, and marked invalid: the sender was told, nothing is left to judge."""
+    submission = service.store_submission(slug, "script", {"_raw": raw}, _meta({}, None, slug),
+                                          current_app.config["SECRET_KEY"])
+    service.mark_invalid(submission, {"_body": [error]})
+    return _json(form, 400, error=error)
 
 
 def _own_origin():

@@ -26,6 +26,17 @@
     return node;
   }
 
+  // The label, and for a required field an asterisk hidden from screen readers
+  // (they announce `required` already), as on the hosted page.
+  function labelled(node, f) {
+    node.appendChild(document.createTextNode(f.label));
+    if (f.required) {
+      node.appendChild(document.createTextNode(" "));
+      node.appendChild(el("span", {"class": "leadflow-req", "aria-hidden": "true"}, "*"));
+    }
+    return node;
+  }
+
   var form = el("form", {"class": "leadflow-form", novalidate: true, lang: def.language});
   form.appendChild(el("h2", {}, def.title));
   if (def.intro) form.appendChild(el("p", {}, def.intro));
@@ -38,7 +49,7 @@
     if (f.type === "hidden") { form.appendChild(el("input", {type: "hidden", name: f.name})); return; }
     if (f.type === "radio") {
       wrap = el("fieldset", {"class": "leadflow-field"});
-      var legend = el("legend", {}, f.label + (f.required ? " *" : ""));
+      var legend = labelled(el("legend"), f);
       wrap.appendChild(legend);
       f.choices.forEach(function (c, i) {
         var label = el("label", {"class": "leadflow-choice"});
@@ -50,11 +61,12 @@
       wrap = el("div", {"class": "leadflow-field"});
       var cl = el("label");
       cl.appendChild(el("input", {type: "checkbox", name: f.name, id: id, required: f.required}));
-      cl.appendChild(document.createTextNode(" " + f.label + (f.required ? " *" : "")));
+      cl.appendChild(document.createTextNode(" "));
+      labelled(cl, f);
       wrap.appendChild(cl);
     } else {
       wrap = el("div", {"class": "leadflow-field"});
-      wrap.appendChild(el("label", {"for": id}, f.label + (f.required ? " *" : "")));
+      wrap.appendChild(labelled(el("label", {"for": id}), f));
       var input;
       if (f.type === "textarea") input = el("textarea", {name: f.name, id: id, maxlength: f.max_length, required: f.required});
       else if (f.type === "select") {

@@ -1,0 +1,5 @@
+"""Users, roles and login (Flask-Login)."""
+
+
+def init_auth(app):
+    pass

@@ -1,0 +1,170 @@
+"""The shell around qualify.scoring: events in, cached scores out.
+
+Each event is scored incrementally under a row lock on its lead, so that the
+order events are applied in is the order of their ids; a full recomputation
+(`leadflow rescore`) folds the log in id order and gives the same figures.
+When the model file changes, a lead's cached state no longer matches its
+fingerprint and the next event recomputes that lead from its log.
+"""
+from datetime import datetime
+from pathlib import Path
+
+from flask import current_app
+from sqlalchemy import select
+
+from .db import session
+from .definitions import ReloadingFile
+from .leads import record_event
+from .models import Event, Lead, ScoreHistory, utcnow
+from .qualify import scoring as model_lib
+
+LEAD_ATTRIBUTES = ("email", "country", "company_size", "annual_revenue", "segment", "job_title",
+                   "company", "language", "intent")
+
+
+def model() -> model_lib.ScoringModel:
+    holder = current_app.extensions.get("leadflow.scoring")
+    if holder is None:
+        path = Path(current_app.config["CAMPAIGNS_DIR"]) / "scoring.yaml"
+        holder = current_app.extensions["leadflow.scoring"] = ReloadingFile(path, model_lib.load_model, None)
+    value = holder.get()
+    if value is None:
+        raise RuntimeError(f"no valid scoring model: {holder.error}")
+    return value
+
+
+def lead_data(lead: Lead) -> model_lib.LeadData:
+    return model_lib.LeadData({name: getattr(lead, name) for name in LEAD_ATTRIBUTES})
+
+
+def event_data(event: Event) -> model_lib.EventData:
+    return model_lib.EventData(kind=event.kind, occurred_at=_aware(event.occurred_at),
+                               properties=event.properties or {}, machine=event.machine, key=event.key)
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    from datetime import timezone
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _fit_total(scoring_model, name, lead) -> float:
+    return sum(points for _, points in model_lib.fit_points(scoring_model, name, lead_data(lead)))
+
+
+def _set_totals(lead: Lead, scoring_model, states: dict, as_of: datetime) -> None:
+    totals = {name: model_lib.state_total(scoring_model, name, states[name],
+                                          _fit_total(scoring_model, name, lead), as_of)
+              for name in scoring_model.scores}
+    lead.score_state = {"model": model_lib.fingerprint(scoring_model), "states": states}
+    lead.scores = {name: round(total, 4) for name, total in totals.items()}
+    lead.score = totals[scoring_model.mql_score]
+    lead.temperature = model_lib.temperature(scoring_model, lead.score)[0]
+
+
+def recompute(lead: Lead, as_of: datetime | None = None, scoring_model=None) -> float:
+    """Full recomputation of one lead from its event log (in id order)."""
+    scoring_model = scoring_model or model()
+    events = session.execute(select(Event).where(Event.lead_id == lead.id).order_by(Event.id)).scalars()
+    return recompute_from(lead, list(events), as_of or utcnow(), scoring_model)
+
+
+def recompute_from(lead: Lead, events: list[Event], as_of: datetime, scoring_model) -> float:
+    states = {name: model_lib.initial_state() for name in scoring_model.scores}
+    for event in events:
+        data = event_data(event)
+        for name in scoring_model.scores:
+            points, rule, states[name] = model_lib.event_points(scoring_model, name, states[name], data)
+            if name == scoring_model.mql_score:
+                event.points, event.rule = points, rule
+    _set_totals(lead, scoring_model, states, as_of)
+    return lead.score
+
+
+def _current_states(lead: Lead, scoring_model) -> dict | None:
+    cached = lead.score_state or {}
+    if cached.get("model") != model_lib.fingerprint(scoring_model):
+        return None
+    return cached["states"]
+
+
+def score_event(lead: Lead, event: Event, scoring_model=None) -> float:
+    """Apply one new event to the lead's cached scores; returns the MQL-score
+    delta. The lead must be locked by the caller (get_or_create_lead or
+    lock_lead)."""
+    scoring_model = scoring_model or model()
+    before = lead.score or 0.0
+    states = _current_states(lead, scoring_model)
+    if states is None:  # model changed since this lead was scored
+        recompute(lead, scoring_model=scoring_model)
+    else:
+        data = event_data(event)
+        for name in scoring_model.scores:
+            points, rule, states[name] = model_lib.event_points(scoring_model, name, states[name], data)
+            if name == scoring_model.mql_score:
+                event.points, event.rule = points, rule
+        _set_totals(lead, scoring_model, states, max(utcnow(), data.occurred_at))
+    delta = lead.score - before
+    session.add(ScoreHistory(lead_id=lead.id, event_id=event.id, score=lead.score, delta=delta,
+                             reason=event.rule or event.kind, at=utcnow()))
+    return delta
+
+
+def refresh_fit(lead: Lead, reason: str = "profile") -> float:
+    """Profile answers changed: fit points may have too."""
+    scoring_model = model()
+    states = _current_states(lead, scoring_model)
+    before = lead.score or 0.0
+    if states is None:
+        recompute(lead, scoring_model=scoring_model)
+    else:
+        _set_totals(lead, scoring_model, states, utcnow())
+    if abs(lead.score - before) > 1e-9:
+        session.add(ScoreHistory(lead_id=lead.id, score=lead.score, delta=lead.score - before,
+                                 reason=reason, at=utcnow()))
+    return lead.score - before
+
+
+def lock_lead(lead_id: int) -> Lead | None:
+    return session.execute(select(Lead).where(Lead.id == lead_id).with_for_update()
+                           .execution_options(populate_existing=True)).scalar_one_or_none()
+
+
+def becomes_mql(scoring_model, lead: Lead, before: float) -> bool:
+    """A subscriber or lead at or over the threshold becomes an MQL. A
+    recycled one (sales sent it back) needs a fresh crossing, or it would
+    bounce straight back to the salesperson who just rejected it."""
+    if lead.stage in ("subscriber", "lead"):
+        return lead.score >= scoring_model.mql_threshold
+    if lead.stage == "recycled":
+        return model_lib.crosses_mql(scoring_model, before, lead.score)
+    return False
+
+
+def track(lead: Lead, kind: str, *, key: str | None = None, properties: dict | None = None,
+          occurred_at: datetime | None = None, machine: bool = False, source: str | None = None,
+          actor: str = "rule:score") -> Event | None:
+    """Record an event for a locked lead, score it, and hand the lead to
+    sales if it crossed the MQL threshold. Returns None for a duplicate key."""
+    event = record_event(lead, kind, key=key, properties=properties, occurred_at=occurred_at,
+                         machine=machine)
+    if event is None:
+        return None
+    event.source = source
+    scoring_model = model()
+    before = lead.score or 0.0
+    score_event(lead, event, scoring_model)
+    if becomes_mql(scoring_model, lead, before):
+        from .sales.handoff import on_threshold_crossed
+        on_threshold_crossed(lead, actor, f"score {lead.score:.0f} crossed {scoring_model.mql_threshold:g}"
+                                          f" on {kind}")
+    return event
+
+
+def recompute_breakdown(lead: Lead, scoring_model=None) -> list[tuple[str, float]]:
+    """Where the MQL score's points come from (fit rules and behaviour rules),
+    recomputed from the log for display."""
+    scoring_model = scoring_model or model()
+    events = session.execute(select(Event).where(Event.lead_id == lead.id).order_by(Event.id)).scalars()
+    results = model_lib.compute(scoring_model, lead_data(lead), [event_data(e) for e in events], utcnow())
+    return [(label, points) for label, points in results[scoring_model.mql_score].breakdown if points]

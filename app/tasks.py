@@ -1,0 +1,150 @@
+"""Celery: the app, its schedule and its tasks. Tasks are thin: they carry
+ids only, call the code in the modules around them, and are idempotent
+(every one of them claims its row before acting), so the sweep may re-queue
+anything without harm.
+
+With no CELERY_BROKER_URL (the embedded default) tasks run in-process.
+"""
+import logging
+import os
+import threading
+
+from celery import Celery, Task
+from celery.signals import worker_process_init
+from flask import current_app, has_app_context
+
+from . import db
+
+log = logging.getLogger(__name__)
+_worker_app = None
+
+
+def worker_app():
+    """One Flask app per worker process, built from the environment."""
+    global _worker_app
+    if _worker_app is None:
+        from . import create_app
+        _worker_app = create_app()
+    return _worker_app
+
+
+class AppTask(Task):
+    """Runs every task inside an app context and removes the session after."""
+
+    def __call__(self, *args, **kwargs):
+        if has_app_context():
+            return self.run(*args, **kwargs)
+        with worker_app().app_context():
+            try:
+                return self.run(*args, **kwargs)
+            finally:
+                db.session.remove()
+
+
+celery = Celery("leadflow", task_cls=AppTask)
+
+
+def celery_settings(broker: str) -> dict:
+    return {
+        "broker_url": broker or "memory://",
+        "task_always_eager": not broker,
+        "task_ignore_result": True,
+        # A task is acknowledged after it ran: a worker killed mid-task leaves
+        # it to another worker (the tasks are idempotent).
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_connection_retry_on_startup": True,
+        # Database first, broker second: a publish that fails is not retried
+        # for long; the row stays pending and the sweep queues it again.
+        "task_publish_retry": False,
+        "broker_connection_timeout": 2,
+        "broker_transport_options": {"socket_connect_timeout": 2, "socket_timeout": 5},
+        "beat_schedule": {
+            "sweep": {"task": "leadflow.sweep", "schedule": 30.0},
+            "nurture": {"task": "leadflow.nurture_tick", "schedule": 60.0},
+        },
+        "timezone": "UTC",
+    }
+
+
+celery.conf.update(celery_settings(os.environ.get("CELERY_BROKER_URL", "")))
+
+
+def configure(app) -> None:
+    celery.conf.update(celery_settings(app.config["CELERY_BROKER_URL"]))
+
+
+@worker_process_init.connect
+def _after_fork(**_kwargs):
+    # Pooled connections must never be shared across a fork.
+    db.dispose_all()
+
+
+# --- dispatch: queue after commit, never inside the transaction ------------
+
+def after_commit(task_name: str, *args) -> None:
+    """Remember a task to queue once the current transaction commits."""
+    db.session().info.setdefault("leadflow.tasks", []).append((task_name, args))
+
+
+def commit() -> None:
+    """Commit, then queue what the transaction asked for. If the broker is
+    down the rows stay pending and the sweep queues them later."""
+    pending = db.session().info.pop("leadflow.tasks", [])
+    db.session.commit()
+    for name, args in pending:
+        send(name, *args)
+
+
+def send(name: str, *args) -> None:
+    try:
+        celery.tasks[name].delay(*args)
+    except Exception as exc:  # broker down: the sweep will pick the row up
+        log.warning("could not queue %s%r: %s", name, args, exc)
+
+
+# --- tasks -------------------------------------------------------------------
+
+@celery.task(name="leadflow.send_mail")
+def send_mail(mail_id: int) -> str:
+    from .mailer import deliver
+    from .suppression import on_hard_bounce
+    return deliver(mail_id, current_app.config["SMTP_URL"], on_hard_bounce)
+
+
+@celery.task(name="leadflow.deliver_webhook")
+def deliver_webhook(delivery_id: int) -> str:
+    from .webhooks import deliver
+    return deliver(delivery_id)
+
+
+@celery.task(name="leadflow.sweep")
+def sweep() -> dict:
+    from .sweep import run
+    return run()
+
+
+@celery.task(name="leadflow.nurture_tick")
+def nurture_tick() -> int:
+    from .nurture.engine import run_due
+    return run_due()
+
+
+def start_embedded_scheduler(app, every: float = 30.0) -> threading.Thread:
+    """Without a broker there is no beat: a daemon thread in the web process
+    runs the same periodic tasks."""
+    def loop():
+        stop = threading.Event()
+        while not stop.wait(every):
+            with app.app_context():
+                for name in ("leadflow.sweep", "leadflow.nurture_tick"):
+                    try:
+                        celery.tasks[name].apply()
+                    except Exception:
+                        log.exception("periodic task %s failed", name)
+                    finally:
+                        db.session.remove()
+    thread = threading.Thread(target=loop, name="leadflow-scheduler", daemon=True)
+    thread.start()
+    return thread
