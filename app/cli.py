@@ -25,6 +25,8 @@ def register(app):
     app.cli.add_command(check)
     app.cli.add_command(forms_group)
     app.cli.add_command(verdicts)
+    app.cli.add_command(rescore)
+    app.cli.add_command(demo)
 
 
 @click.group("db")
@@ -53,12 +55,17 @@ def _definition_errors(app) -> list:
     from .definitions import DefinitionError
     from .qualify.rules import load_rules
     _, errors = load_all(app.config["FORMS_DIR"])
-    rules_path = Path(app.config["FORMS_DIR"]) / "rules.yaml"
-    if rules_path.exists():
-        try:
-            load_rules(rules_path)
-        except DefinitionError as exc:
-            errors.append(exc)
+    from .qualify.scoring import load_model
+    from .sales.config import load_sales_config
+    campaigns = Path(app.config["CAMPAIGNS_DIR"])
+    for path, loader in ((Path(app.config["FORMS_DIR"]) / "rules.yaml", load_rules),
+                         (campaigns / "scoring.yaml", load_model),
+                         (campaigns / "sales.yaml", load_sales_config)):
+        if path.exists():
+            try:
+                loader(path)
+            except DefinitionError as exc:
+                errors.append(exc)
     for extra in app.extensions.get("leadflow.checks", []):
         errors.extend(extra())
     return errors
@@ -87,17 +94,14 @@ def forms_group():
 def forms_load(base_url):
     """Validate forms/*.yaml, record them, and print each form's embed codes."""
     from .capture.forms import load_all
+    from .capture.service import record_forms
     from .dashboard.views import embed_codes
     from .db import session
-    from .models import FormRecord, utcnow
     forms, errors = load_all(current_app.config["FORMS_DIR"])
     for error in errors:
         click.echo(f"error: {error}", err=True)
+    record_forms(forms.values())
     for form in forms.values():
-        record = session.query(FormRecord).filter_by(slug=form.slug).one_or_none() or FormRecord(slug=form.slug)
-        record.language, record.title = form.definition.language, form.definition.title
-        record.definition, record.checksum, record.loaded_at = form.as_json(), form.checksum, utcnow()
-        session.add(record)
         codes = embed_codes(form.slug, base_url or current_app.config["BASE_URL"], form.definition.title)
         click.echo(f"\n== {form.slug} ({form.definition.language}): {codes['link']}")
         click.echo(f"-- iframe:\n{codes['iframe']}\n-- script:\n{codes['script']}")
@@ -135,3 +139,60 @@ def verdicts(rules_path, jsonl):
                                               "honeypot": meta.get("honeypot")}, rules)
         click.echo(json.dumps({"id": item.get("id"), "verdict": verdict.verdict,
                                "reasons": list(verdict.reasons)}, ensure_ascii=False))
+
+
+@click.command("rescore")
+@click.option("--batch-size", default=500, show_default=True)
+@with_appcontext
+def rescore(batch_size):
+    """Recompute every lead's score from its event log under the current
+    model (after editing campaigns/scoring.yaml). Safe while the app serves:
+    one short transaction per batch."""
+    import time
+
+    from sqlalchemy import func, select
+    from tqdm import tqdm
+
+    from .db import session
+    from .models import Lead
+    from .scoring import rescore_all
+    total = session.execute(select(func.count()).select_from(Lead)).scalar()
+    started = time.monotonic()
+    with tqdm(total=total, unit="lead", disable=None) as bar:
+        counts = rescore_all(batch_size, progress=bar.update)
+    click.echo(f"rescored {counts['leads']} leads ({counts['events']} events) in "
+               f"{time.monotonic() - started:.1f} s: {counts['changed_leads']} scores changed, "
+               f"{counts['changed_events']} event points changed")
+
+
+@click.command("demo")
+@with_appcontext
+def demo():
+    """Load the demo: forms recorded, and demo users (printed) if none exist."""
+    from sqlalchemy import func, select
+    from werkzeug.security import generate_password_hash
+
+    from .capture.forms import load_all
+    from .capture.service import record_forms
+    from .db import session
+    from .models import User
+    forms, errors = load_all(current_app.config["FORMS_DIR"])
+    for error in errors:
+        click.echo(f"error: {error}", err=True)
+    record_forms(forms.values())
+    if not session.execute(select(func.count()).select_from(User)).scalar():
+        for email, name, role, manager in DEMO_USERS:
+            session.add(User(email=email, name=name, role=role, is_manager=manager,
+                             password_hash=generate_password_hash("demo-password"), active=True))
+        click.echo("demo users (password: demo-password): " + ", ".join(u[0] for u in DEMO_USERS))
+    session.commit()
+    click.echo(f"{len(forms)} demo forms loaded: " + ", ".join(f"/f/{slug}" for slug in sorted(forms)))
+
+
+DEMO_USERS = (
+    ("admin@leadflow.example", "Ada Admin", "admin", False),
+    ("marketing@leadflow.example", "Maud Marketing", "marketer", False),
+    ("claire.sales@leadflow.example", "Claire Dupont", "sales", False),
+    ("sam.sales@leadflow.example", "Sam Taylor", "sales", False),
+    ("manager@leadflow.example", "Morgan Manager", "sales", True),
+)

@@ -129,9 +129,9 @@ def build_message(mail: Mail, domain: str = "leadflow.local") -> EmailMessage:
     return message
 
 
-def claim(mail_id: int) -> Mail | None:
+def claim(mail_id: int, now=None) -> Mail | None:
     """pending → sending, committed, or None if another worker has it."""
-    now = utcnow()
+    now = now or utcnow()
     claimed = session.execute(
         update(Mail).where(Mail.id == mail_id, Mail.status == "pending", Mail.next_attempt_at <= now)
         .values(status="sending", claimed_at=now, attempts=Mail.attempts + 1)
@@ -145,9 +145,10 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 6 * 3600))
 
 
-def deliver(mail_id: int, smtp_url: str, on_hard_bounce=None) -> str:
-    """Send one claimed mail; returns its new status."""
-    mail = claim(mail_id)
+def deliver(mail_id: int, smtp_url: str, on_hard_bounce=None, now=None) -> str:
+    """Send one claimed mail; returns its new status. `now` stands in for the
+    clock (tests, `--now`)."""
+    mail = claim(mail_id, now)
     if mail is None:
         return "skipped"
     if not smtp_url:

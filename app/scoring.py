@@ -6,6 +6,7 @@ order events are applied in is the order of their ids; a full recomputation
 When the model file changes, a lead's cached state no longer matches its
 fingerprint and the next event recomputes that lead from its log.
 """
+import copy
 from datetime import datetime
 from pathlib import Path
 
@@ -85,7 +86,9 @@ def _current_states(lead: Lead, scoring_model) -> dict | None:
     cached = lead.score_state or {}
     if cached.get("model") != model_lib.fingerprint(scoring_model):
         return None
-    return cached["states"]
+    # A copy: mutating the loaded JSON in place would hide the change from
+    # SQLAlchemy, which compares the old value with the new one.
+    return copy.deepcopy(cached["states"])
 
 
 def score_event(lead: Lead, event: Event, scoring_model=None) -> float:
@@ -168,3 +171,60 @@ def recompute_breakdown(lead: Lead, scoring_model=None) -> list[tuple[str, float
     events = session.execute(select(Event).where(Event.lead_id == lead.id).order_by(Event.id)).scalars()
     results = model_lib.compute(scoring_model, lead_data(lead), [event_data(e) for e in events], utcnow())
     return [(label, points) for label, points in results[scoring_model.mql_score].breakdown if points]
+
+
+def rescore_batch(lead_ids: list[int], scoring_model, as_of: datetime) -> dict:
+    """Recompute a batch of leads from their logs in one short transaction
+    (rows locked, so live events wait for us rather than interleave).
+    Returns counts; the caller commits."""
+    from sqlalchemy import update
+    leads = {lead.id: lead for lead in session.execute(
+        select(Lead).where(Lead.id.in_(lead_ids)).order_by(Lead.id).with_for_update()
+        .execution_options(populate_existing=True)).scalars()}
+    rows = session.execute(
+        select(Event.id, Event.lead_id, Event.kind, Event.properties, Event.machine, Event.occurred_at,
+               Event.points, Event.rule)
+        .where(Event.lead_id.in_(lead_ids)).order_by(Event.lead_id, Event.id)).all()
+    by_lead: dict[int, list] = {}
+    for row in rows:
+        by_lead.setdefault(row.lead_id, []).append(row)
+    changed_events, changed_leads, fingerprint = [], 0, model_lib.fingerprint(scoring_model)
+    for lead_id, lead in leads.items():
+        states = {name: model_lib.initial_state() for name in scoring_model.scores}
+        for row in by_lead.get(lead_id, []):
+            data = model_lib.EventData(kind=row.kind, occurred_at=_aware(row.occurred_at),
+                                       properties=row.properties or {}, machine=row.machine)
+            for name in scoring_model.scores:
+                points, rule, states[name] = model_lib.event_points(scoring_model, name, states[name], data)
+                if name == scoring_model.mql_score and (points != row.points or rule != row.rule):
+                    changed_events.append({"id": row.id, "points": points, "rule": rule})
+        before = lead.score or 0.0
+        _set_totals(lead, scoring_model, states, as_of)
+        if abs(lead.score - before) > 1e-9:
+            changed_leads += 1
+            session.add(ScoreHistory(lead_id=lead.id, score=lead.score, delta=lead.score - before,
+                                     reason="rescore", at=utcnow()))
+    if changed_events:
+        session.execute(update(Event), changed_events)
+    return {"leads": len(leads), "events": len(rows), "changed_leads": changed_leads,
+            "changed_events": len(changed_events)}
+
+
+def rescore_all(batch_size: int = 500, as_of: datetime | None = None, progress=None) -> dict:
+    """`leadflow rescore`: every lead, in id order, one batch per transaction."""
+    scoring_model, as_of = model(), as_of or utcnow()
+    totals = {"leads": 0, "events": 0, "changed_leads": 0, "changed_events": 0}
+    last_id = 0
+    while True:
+        ids = session.execute(select(Lead.id).where(Lead.id > last_id).order_by(Lead.id)
+                              .limit(batch_size)).scalars().all()
+        if not ids:
+            break
+        counts = rescore_batch(ids, scoring_model, as_of)
+        session.commit()
+        for key in totals:
+            totals[key] += counts[key]
+        last_id = ids[-1]
+        if progress:
+            progress(len(ids))
+    return totals

@@ -16,6 +16,7 @@ BATCH = 1000
 
 
 def run(now=None) -> dict:
+    clock = now.isoformat() if now else None  # a stand-in clock travels with the tasks
     now = now or utcnow()
     mails = session.execute(select(Mail.id).where(Mail.status == "pending", Mail.next_attempt_at <= now,
                                                   Mail.created_at <= now - GRACE)
@@ -33,7 +34,7 @@ def run(now=None) -> dict:
     sla = check_sla(now)
     tasks.commit()
     for mail_id in mails:
-        tasks.send("leadflow.send_mail", mail_id)
+        tasks.send("leadflow.send_mail", mail_id, clock)
     for delivery_id in hooks:
-        tasks.send("leadflow.deliver_webhook", delivery_id)
+        tasks.send("leadflow.deliver_webhook", delivery_id, clock)
     return {"mails": len(mails), "webhooks": len(hooks), "stuck": stuck, "sla": sla}

@@ -106,23 +106,28 @@ def send(name: str, *args) -> None:
 
 # --- tasks -------------------------------------------------------------------
 
+def _moment(iso: str | None):
+    from datetime import datetime
+    return datetime.fromisoformat(iso) if iso else None
+
+
 @celery.task(name="leadflow.send_mail")
-def send_mail(mail_id: int) -> str:
+def send_mail(mail_id: int, now: str | None = None) -> str:
     from .mailer import deliver
     from .suppression import on_hard_bounce
-    return deliver(mail_id, current_app.config["SMTP_URL"], on_hard_bounce)
+    return deliver(mail_id, current_app.config["SMTP_URL"], on_hard_bounce, _moment(now))
 
 
 @celery.task(name="leadflow.deliver_webhook")
-def deliver_webhook(delivery_id: int) -> str:
+def deliver_webhook(delivery_id: int, now: str | None = None) -> str:
     from .webhooks import deliver
-    return deliver(delivery_id)
+    return deliver(delivery_id, _moment(now))
 
 
 @celery.task(name="leadflow.sweep")
-def sweep() -> dict:
+def sweep(now: str | None = None) -> dict:
     from .sweep import run
-    return run()
+    return run(_moment(now))
 
 
 @celery.task(name="leadflow.nurture_tick")

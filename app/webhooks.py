@@ -42,8 +42,8 @@ def queue(event: str, dedupe_key: str, payload: dict, lead_id: int | None) -> li
     return deliveries
 
 
-def deliver(delivery_id: int) -> str:
-    now = utcnow()
+def deliver(delivery_id: int, now=None) -> str:
+    now = now or utcnow()
     claimed = session.execute(
         update(WebhookDelivery).where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == "pending",
                                       WebhookDelivery.next_attempt_at <= now)
@@ -77,6 +77,6 @@ def deliver(delivery_id: int) -> str:
     elif delivery.attempts >= MAX_ATTEMPTS:
         delivery.status = "failed"
     else:
-        delivery.status, delivery.next_attempt_at = "pending", utcnow() + backoff(delivery.attempts)
+        delivery.status, delivery.next_attempt_at = "pending", now + backoff(delivery.attempts)
     session.commit()
     return delivery.status

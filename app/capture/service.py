@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from .. import tasks
 from ..db import session
 from ..leads import change_stage, get_or_create_lead
-from ..models import StageChange, Submission, utcnow
+from ..models import FormRecord, StageChange, Submission, utcnow
 from ..qualify.lifecycle import NURTURABLE
 from ..qualify.profile import clean_text, merge_profile, normalize_email
 from ..qualify.rules import Rules, Verdict, judge
@@ -151,8 +151,10 @@ def apply_to_lead(submission: Submission, form: Form, fields: dict, verdict: Ver
         if lead.stage in NURTURABLE and lead.stage != target and not (
                 lead.stage == "subscriber" and target == "disqualified"):
             change_stage(lead, target, actor, reason or f"accepted submission on form {form.slug}")
-    if accepted:
-        from ..scoring import track
+    from ..scoring import refresh_fit, track
+    if not accepted:
+        refresh_fit(lead, f"profile from form {form.slug}")
+    else:
         track(lead, "form_submitted", key=f"submission:{submission.id}",
               properties={"form": form.slug, "submission_id": submission.id,
                           "intent": fields.get("intent")},
@@ -175,3 +177,12 @@ def _domain(url: str | None) -> str | None:
         return (urlsplit(url).hostname or None)
     except ValueError:
         return None
+
+
+def record_forms(forms) -> None:
+    """Keep the `forms` table in step with the definitions as loaded."""
+    for form in forms:
+        record = session.query(FormRecord).filter_by(slug=form.slug).one_or_none() or FormRecord(slug=form.slug)
+        record.language, record.title = form.definition.language, form.definition.title
+        record.definition, record.checksum, record.loaded_at = form.as_json(), form.checksum, utcnow()
+        session.add(record)
