@@ -8,11 +8,13 @@ again but marks it `unknown` after SENDING_TIMEOUT, to be counted and looked
 at. So a crash can lose an email (if it died before the server accepted it),
 never send one twice.
 """
+import io
 import smtplib
 import ssl
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
+from email.generator import BytesGenerator
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import formatdate, make_msgid
@@ -23,9 +25,11 @@ from sqlalchemy import update
 from .db import session
 from .models import Mail, utcnow
 
-# No folding and no RFC 2047 on ASCII headers: a List-Unsubscribe URL must
-# reach the mail client exactly as written.
-POLICY = SMTP_POLICY.clone(max_line_length=0)
+# Bodies are encoded under the SMTP policy (lines of 78), but headers are
+# written without folding: Python would otherwise fold or RFC 2047-encode a
+# long List-Unsubscribe URL, which breaks it. Every header stays far below
+# SMTP's 998-character line limit (subjects are cut at 250 characters).
+WIRE_POLICY = SMTP_POLICY.clone(max_line_length=None)
 MAX_ATTEMPTS = 8
 SENDING_TIMEOUT = timedelta(minutes=15)
 
@@ -89,7 +93,7 @@ class SmtpConnection:
 
     def send(self, message: EmailMessage, sender: str, recipient: str) -> None:
         try:
-            self.client().send_message(message, from_addr=sender, to_addrs=[recipient])
+            self.client().sendmail(sender, [recipient], to_bytes(message))
         except (smtplib.SMTPServerDisconnected, ConnectionError):
             self._local.client = None
             raise
@@ -114,10 +118,10 @@ def connection_for(url: str) -> SmtpConnection:
 
 
 def build_message(mail: Mail, domain: str = "leadflow.local") -> EmailMessage:
-    message = EmailMessage(policy=POLICY)
+    message = EmailMessage(policy=SMTP_POLICY)
     message["From"] = mail.sender
     message["To"] = mail.recipient
-    message["Subject"] = mail.subject
+    message["Subject"] = mail.subject[:250]
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = (mail.headers or {}).get("Message-ID") or make_msgid(
         idstring=f"lf{mail.id}", domain=domain)
@@ -127,6 +131,12 @@ def build_message(mail: Mail, domain: str = "leadflow.local") -> EmailMessage:
     message.set_content(mail.text)
     message.add_alternative(mail.html, subtype="html")
     return message
+
+
+def to_bytes(message: EmailMessage) -> bytes:
+    out = io.BytesIO()
+    BytesGenerator(out, policy=WIRE_POLICY).flatten(message)
+    return out.getvalue()
 
 
 def claim(mail_id: int, now=None) -> Mail | None:
@@ -156,7 +166,13 @@ def deliver(mail_id: int, smtp_url: str, on_hard_bounce=None, now=None) -> str:
         session.commit()
         return mail.status
     try:
-        connection_for(smtp_url).send(build_message(mail), _address(mail.sender), mail.recipient)
+        message = build_message(mail)
+    except Exception as exc:  # a bug, not a delivery problem: never retried blindly
+        mail.status, mail.error = "failed", f"could not build the message: {exc!r}"
+        session.commit()
+        return mail.status
+    try:
+        connection_for(smtp_url).send(message, _address(mail.sender), mail.recipient)
     except smtplib.SMTPRecipientsRefused as exc:
         code, text = next(iter(exc.recipients.values()))
         return _failed(mail, code, text, on_hard_bounce)

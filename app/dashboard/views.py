@@ -1,11 +1,23 @@
 """Blueprint `dashboard`: the marketer's pages."""
-from flask import Blueprint, current_app, render_template, request
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask_login import current_user
 from sqlalchemy import func, select
 
+from ..auth import check_role
 from ..db import session
 from ..models import Submission
 
 bp = Blueprint("dashboard", __name__)
+
+
+@bp.before_request
+def _marketers_only():
+    """Every dashboard page is a marketing page (admins pass too); a page
+    added here later is protected without anyone remembering to."""
+    if request.endpoint == "dashboard.home" and current_user.is_authenticated \
+            and current_user.role == "sales":
+        return redirect(url_for("sales.inbox"))
+    return check_role("marketer")
 
 
 def embed_codes(slug: str, base_url: str, title: str) -> dict[str, str]:

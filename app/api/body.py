@@ -1,0 +1,70 @@
+"""Reading a JSON body safely, and the value types it may carry: shared by
+the API and the page-visit beacon."""
+import json
+from datetime import datetime
+from typing import Annotated, Union
+
+from flask import request
+from pydantic import AfterValidator, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+
+
+class BodyError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def _no_constants(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def read_json(limit: int):
+    """The request body parsed as JSON, read no further than `limit` bytes.
+    Raises BodyError: 413 when larger, 400 when not UTF-8 JSON."""
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyError(413, f"The body is larger than {limit} bytes.")
+    raw = request.stream.read(limit + 1)
+    if len(raw) > limit:
+        raise BodyError(413, f"The body is larger than {limit} bytes.")
+    try:
+        # ValueError covers bad UTF-8, bad JSON, NaN/Infinity and ints too long to convert.
+        return json.loads(raw.decode("utf-8"), parse_constant=_no_constants)
+    except (ValueError, RecursionError):
+        raise BodyError(400, "The body is not valid JSON.") from None
+
+
+def _storable_text(value: str) -> str:
+    # PostgreSQL's text and JSONB refuse NUL and lone surrogates (JSON may spell "\ud800").
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    return value
+
+
+def Text(max_length: int, min_length: int = 0):
+    return Annotated[StrictStr, Field(min_length=min_length, max_length=max_length),
+                     AfterValidator(_storable_text)]
+
+
+# Property values: flat scalars, which is what scoring rules can match.
+Scalar = Union[Text(2000), StrictBool, Annotated[StrictInt, Field(ge=-2**63, le=2**63 - 1)],
+               Annotated[StrictFloat, Field(allow_inf_nan=False)], None]
+
+
+def Properties(max_items: int):
+    return Annotated[dict[Text(60, 1), Scalar], Field(max_length=max_items)]
+
+
+def parse_instant(value: str) -> datetime:
+    """ISO 8601 / RFC 3339 with an offset ("Z" or "+02:00"): without one the
+    moment would be a guess."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 date-time, e.g. 2026-03-01T09:30:00Z") from None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("needs a time zone offset, e.g. Z or +01:00")
+    return moment
