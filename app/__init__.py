@@ -24,6 +24,9 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.teardown_appcontext(lambda _exc: db.session.remove())
 
     app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"] or "memory://"
+    # A Redis that hangs must not hold a submission for redis-py's default 5 s
+    # per call: give up quickly and let the limiter fall back to memory.
+    app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"socket_timeout": 0.25, "socket_connect_timeout": 0.25})
     app.config.setdefault("RATELIMIT_ENABLED", app.config.get("RATELIMIT_ENABLED", True))
     limiter.init_app(app)
     csrf.init_app(app)

@@ -2,7 +2,7 @@
 from datetime import datetime, timezone
 
 from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer,
-                        String, Text, UniqueConstraint)
+                        String, Text, UniqueConstraint, text)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -89,6 +89,12 @@ class Lead(Base):
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     mql_at: Mapped[datetime | None] = Timestamp(index=True)
     bant: Mapped[dict | None] = mapped_column(JSONType)
+    # Suppression: never mailed again by nurture, whatever a campaign says.
+    unsubscribed_at: Mapped[datetime | None] = Timestamp()
+    bounced_at: Mapped[datetime | None] = Timestamp()
+    # Topics the person opted out of on the preference page.
+    opted_out_topics: Mapped[list] = mapped_column(JSONType, default=list)
+    timezone: Mapped[str | None] = mapped_column(String(64))
     consent: Mapped[bool] = mapped_column(Boolean, default=False)
     first_form: Mapped[str | None] = mapped_column(String(80))
     source: Mapped[str | None] = mapped_column(String(200))
@@ -245,3 +251,48 @@ class Mail(Base):
     claimed_at: Mapped[datetime | None] = Timestamp()
     created_at: Mapped[datetime] = Timestamp(default=utcnow)
     sent_at: Mapped[datetime | None] = Timestamp()
+    # Nurture messages: which enrollment step rendered this email.
+    enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollments.id", ondelete="SET NULL"),
+                                                      index=True)
+    campaign: Mapped[str | None] = mapped_column(String(80), index=True)
+    step_key: Mapped[str | None] = mapped_column(String(60))
+    # First human open and click (machine traffic apart), for branches and stats.
+    opened_at: Mapped[datetime | None] = Timestamp()
+    clicked_at: Mapped[datetime | None] = Timestamp()
+    machine_opened_at: Mapped[datetime | None] = Timestamp()
+
+
+class Enrollment(Base):
+    """One lead's progress through one campaign."""
+    __tablename__ = "enrollments"
+    __table_args__ = (
+        # The engine's claim: due active enrollments, oldest first.
+        Index("ix_enrollments_due", "status", "due_at"),
+        # At most one active enrollment per lead per campaign.
+        Index("uq_enrollments_active", "campaign", "lead_id", unique=True,
+              postgresql_where=text("status = 'active'"), sqlite_where=text("status = 'active'")),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign: Mapped[str] = mapped_column(String(80), index=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    step_key: Mapped[str] = mapped_column(String(60))
+    # True while the enrollment sits in a wait step until due_at.
+    waiting: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(12), default="active")  # active, completed, exited
+    exit_reason: Mapped[str | None] = mapped_column(String(200))
+    trigger: Mapped[str] = mapped_column(String(40))
+    due_at: Mapped[datetime] = Timestamp(default=utcnow)
+    entered_at: Mapped[datetime] = Timestamp(default=utcnow)
+    finished_at: Mapped[datetime | None] = Timestamp()
+    # Step keys in the order this enrollment went through them (the version
+    # of the campaign it saw), so an edited campaign can be followed.
+    path: Mapped[list] = mapped_column(JSONType, default=list)
+
+
+class CampaignState(Base):
+    """Per-campaign switches that live in the database, not in the YAML."""
+    __tablename__ = "campaign_states"
+    slug: Mapped[str] = mapped_column(String(80), primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    changed_at: Mapped[datetime] = Timestamp(default=utcnow)
+    changed_by: Mapped[str | None] = mapped_column(String(120))

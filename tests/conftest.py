@@ -20,7 +20,7 @@ def _worker() -> str:
 
 @pytest.fixture(scope="session")
 def pg_url():
-    url = create_pg_database(f"leadflow_test_{_worker()}")
+    url = create_pg_database(f"leadflow_test_{_worker()}_{os.getpid()}")
     migrate.upgrade(url)
     return url
 

@@ -69,7 +69,10 @@ def _meta(fields: dict, token: str | None, slug: str) -> service.RequestMeta:
     fill_ms = int(time.time() * 1000) - rendered if rendered is not None else None
     return service.RequestMeta(
         ip=request.remote_addr, user_agent=request.headers.get("User-Agent"),
-        referrer=request.headers.get("Referer") or fields.get("referrer"),
+        # The script sends the visitor's document.referrer (where they came
+        # from); the Referer header would only name the company's own page.
+        referrer=(fields.get("referrer") if isinstance(fields.get("referrer"), str) else None)
+        or request.headers.get("Referer"),
         fill_ms=fill_ms, honeypot=fields.get(HONEYPOT) if isinstance(fields.get(HONEYPOT), str) else None,
         utm={name: fields.get(name) for name in UTM_FIELDS if isinstance(fields.get(name), str)})
 
@@ -80,7 +83,9 @@ def post_html(slug):
     form = _form_or_404(slug)
     framed = request.args.get("frame") == "1"
     if request.mimetype not in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        abort(415, description="Send the form as application/x-www-form-urlencoded.")
+        error = "Send the form as application/x-www-form-urlencoded."
+        _unreadable(form, slug, _raw_text(), error, status=415, channel="iframe" if framed else "hosted")
+        abort(415, description=error)
     # NULs dropped here, before anything stores or judges them (see service.storable).
     formdata = MultiDict([(service.storable(key), service.storable(value))
                           for key, value in request.form.items(multi=True)])
@@ -88,16 +93,25 @@ def post_html(slug):
     submission = service.store_submission(slug, "iframe" if framed else "hosted", fields,
                                           _meta(fields, fields.get(RENDER_TOKEN), slug),
                                           current_app.config["SECRET_KEY"])
-    wtform = build(form, formdata, csrf=True)
+    # In an iframe on another site the session cookie may never be stored
+    # (third-party cookies), so the framed form proves itself differently:
+    # a valid render token, posted from our own origin (a forged cross-site
+    # post carries the attacker's Origin).
+    meta = _meta(fields, fields.get(RENDER_TOKEN), slug)
+    wtform = build(form, formdata, csrf=not framed)
     text = messages(form.definition.language)
-    if not wtform.validate():
+    valid = wtform.validate()
+    if framed and (meta.fill_ms is None or not _posted_from_here()):
+        wtform.errors.setdefault("csrf_token", []).append("invalid form token")
+        valid = False
+    if not valid:
         errors = field_errors(wtform)
         service.mark_invalid(submission, errors)
         wtform[RENDER_TOKEN].data = fields.get(RENDER_TOKEN) or render_token(slug)
         expired = set(errors) == {"csrf_token"}
         return _render(form, wtform, framed, status=400 if expired else 422,
                        notice=text["csrf"] if expired else text["fix"])
-    service.decide(submission, form, fields, _meta(fields, fields.get(RENDER_TOKEN), slug), rules())
+    service.decide(submission, form, fields, meta, rules())
     thank_you = form.definition.thank_you
     if thank_you.redirect and not framed:
         return redirect(thank_you.redirect, code=303)
@@ -149,7 +163,8 @@ def submit_json(slug):
     if origin and origin not in form.definition.allowed_origins and origin != _own_origin():
         return _json(form, 403, error="This form may not be posted from this site.")
     if not request.is_json:
-        return _json(form, 415, error="Send JSON with Content-Type: application/json.")
+        return _unreadable(form, slug, _raw_text(), "Send JSON with Content-Type: application/json.",
+                           status=415)
     try:
         # Lone surrogates, NULs and NaN made storable (and judged) as in service.storable.
         body = service.storable(request.get_json())
@@ -180,13 +195,27 @@ def submit_json(slug):
                  redirect=thank_you.redirect)
 
 
-def _unreadable(form, slug, raw, error):
+def _unreadable(form, slug, raw, error, status=400, channel="script"):
     """Kept as received, and marked invalid: the sender was told, nothing is left to judge."""
-    submission = service.store_submission(slug, "script", {"_raw": raw}, _meta({}, None, slug),
-                                          current_app.config["SECRET_KEY"])
+    submission = service.store_submission(
+        slug, channel, {"_raw": raw, "_content_type": service.storable(request.content_type or "")},
+        _meta({}, None, slug), current_app.config["SECRET_KEY"])
     service.mark_invalid(submission, {"_body": [error]})
-    return _json(form, 400, error=error)
+    return _json(form, status, error=error)
+
+
+def _raw_text() -> str:
+    """The body as text, whatever it claims to be (NULs and bad bytes made storable)."""
+    return service.storable(request.get_data().decode("utf-8", errors="replace"))
 
 
 def _own_origin():
     return request.host_url.rstrip("/")
+
+
+def _posted_from_here() -> bool:
+    origin = request.headers.get("Origin")
+    if origin:
+        return origin == _own_origin()
+    referer = request.headers.get("Referer") or ""
+    return referer.startswith(_own_origin() + "/")

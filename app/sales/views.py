@@ -152,7 +152,12 @@ def _render(lead: Lead, **bound):
     return render_template("pages/sales_lead.html", card=handoff.lead_card(lead), changes=changes,
                            actor=lambda a: _actor_name(a, names), allowed=allowed, forms=forms,
                            owner=names.get(lead.owner_id), timelines=dict(TIMELINES),
-                           criteria=CRITERIA), 422 if bound else 200
+                           aria=_aria), 422 if bound else 200
+
+
+def _aria(field, error_id: str) -> dict:
+    """Attributes tying an invalid input to its error message."""
+    return {"aria-invalid": "true", "aria-describedby": error_id} if field.errors else {}
 
 
 def _actor_name(actor: str, names: dict) -> str:
@@ -173,6 +178,7 @@ def _act(lead_id: int, action: str, form: FlaskForm, do):
         abort(403, description="You may not change this lead.")
     if not form.validate_on_submit():
         session.rollback()
+        flash("Nothing changed: see what is missing below.", "error")
         return _render(lead, **{action: form})
     target = form.target.data if isinstance(form, MoveForm) else action
     if lead.stage not in ACTIONS[target]:
