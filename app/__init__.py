@@ -50,6 +50,8 @@ def _init_definitions(app: Flask) -> None:
     app.extensions["leadflow.forms"] = FormRegistry(app.config["FORMS_DIR"])
     app.extensions["leadflow.rules"] = ReloadingFile(
         Path(app.config["FORMS_DIR"]) / "rules.yaml", load_rules, default_rules())
+    from .nurture.engine import CampaignRegistry
+    app.extensions["leadflow.campaigns"] = CampaignRegistry(app.config["CAMPAIGNS_DIR"])
 
 
 def _register_blueprints(app: Flask) -> None:
@@ -58,10 +60,12 @@ def _register_blueprints(app: Flask) -> None:
     from .auth.views import bp as auth_bp
     from .capture.views import bp as capture_bp
     from .dashboard.views import bp as dashboard_bp
+    from .nurture.prefs import bp as prefs_bp
+    from .nurture.views import bp as nurture_bp
     from .sales.views import bp as sales_bp
     from .track.views import bp as track_bp
     init_auth(app)
-    for blueprint in (capture_bp, track_bp, api_bp, auth_bp, sales_bp, dashboard_bp):
+    for blueprint in (capture_bp, track_bp, api_bp, auth_bp, sales_bp, dashboard_bp, prefs_bp, nurture_bp):
         app.register_blueprint(blueprint)
 
 

@@ -27,6 +27,9 @@ def register(app):
     app.cli.add_command(verdicts)
     app.cli.add_command(rescore)
     app.cli.add_command(demo)
+    from .nurture.cli import bounces_group, campaigns_group, nurture_group
+    for group in (nurture_group, campaigns_group, bounces_group):
+        app.cli.add_command(group)
 
 
 @click.group("db")
@@ -66,8 +69,17 @@ def _definition_errors(app) -> list:
                 loader(path)
             except DefinitionError as exc:
                 errors.append(exc)
-    for extra in app.extensions.get("leadflow.checks", []):
-        errors.extend(extra())
+    from .nurture.campaigns import load_all as load_campaigns
+    defined, campaign_errors = load_campaigns(campaigns)
+    errors.extend(campaign_errors)
+    templates = Path(app.template_folder) / "emails"
+    for campaign in defined.values():
+        for step in campaign.definition.steps:
+            for suffix in ("html", "txt"):
+                if step.send and not (templates / f"{step.send.template}.{suffix}").exists():
+                    errors.append(DefinitionError(
+                        f"campaigns/{campaign.slug}.yaml", f"steps.{step.key}.send.template",
+                        f"no template templates/emails/{step.send.template}.{suffix}"))
     return errors
 
 

@@ -53,6 +53,12 @@ def load_settings(overrides: dict | None = None) -> dict:
         "RENDER_TOKEN_MAX_AGE": _int("RENDER_TOKEN_MAX_AGE", 7 * 24 * 3600),
         # Without a broker, run the periodic tasks in a thread of the web process.
         "EMBEDDED_SCHEDULER": os.environ.get("LEADFLOW_EMBEDDED_SCHEDULER", "") == "1",
+        # Nurture: the timezone of a lead whose country we don't know, and the
+        # frequency cap across all campaigns (emails per lead per days).
+        "NURTURE_DEFAULT_TIMEZONE": os.environ.get("NURTURE_DEFAULT_TIMEZONE", "Europe/Paris"),
+        "NURTURE_CAP_EMAILS": _int("NURTURE_CAP_EMAILS", 3),
+        "NURTURE_CAP_DAYS": float(os.environ.get("NURTURE_CAP_DAYS", 7)),
+        "NURTURE_PAUSED_RECHECK_MINUTES": _int("NURTURE_PAUSED_RECHECK_MINUTES", 15),
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_HTTPONLY": True,

@@ -20,12 +20,12 @@ def render(template: str, **context) -> tuple[str, str]:
 
 def queue_mail(*, dedupe_key: str, kind: str, sender: str, recipient: str, subject: str,
                html: str, text: str, lead_id: int | None = None, user_id: int | None = None,
-               headers: dict | None = None) -> int | None:
+               headers: dict | None = None, now=None) -> int | None:
     """Insert a pending mail unless one with this dedupe key exists; returns
     the new row's id, or None when it was a duplicate."""
     dialect = session.get_bind().dialect.name
     insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Mail)
-    now = utcnow()
+    now = now or utcnow()
     return session.execute(
         insert.values(dedupe_key=dedupe_key, kind=kind, sender=sender, recipient=recipient,
                       subject=subject, html=html, text=text, lead_id=lead_id, user_id=user_id,

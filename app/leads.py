@@ -51,4 +51,7 @@ def change_stage(lead: Lead, target: str, actor: str, reason: str | None = None)
                          actor=actor, reason=reason, at=utcnow())
     lead.stage, lead.stage_reason = target, reason
     session.add(change)
+    session.flush()
+    from .nurture.engine import on_stage_change
+    on_stage_change(lead, target)
     return change

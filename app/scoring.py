@@ -157,11 +157,34 @@ def track(lead: Lead, kind: str, *, key: str | None = None, properties: dict | N
     scoring_model = model()
     before = lead.score or 0.0
     score_event(lead, event, scoring_model)
+    if kind in ("email_opened", "link_clicked"):
+        note_engagement(event)
     if becomes_mql(scoring_model, lead, before):
         from .sales.handoff import on_threshold_crossed
         on_threshold_crossed(lead, actor, f"score {lead.score:.0f} crossed {scoring_model.mql_threshold:g}"
                                           f" on {kind}")
+    from .nurture.engine import exit_reached_goals
+    exit_reached_goals(lead, kind)
     return event
+
+
+def note_engagement(event: Event) -> None:
+    """Keep the first human open and click on the mail itself: branches and
+    campaign stats read them there."""
+    from sqlalchemy import update
+
+    from .models import Mail
+    mail_id = (event.properties or {}).get("message_id")
+    if not isinstance(mail_id, int):
+        return
+    at = event.occurred_at
+    if event.machine:
+        session.execute(update(Mail).where(Mail.id == mail_id, Mail.machine_opened_at.is_(None))
+                        .values(machine_opened_at=at))
+        return
+    session.execute(update(Mail).where(Mail.id == mail_id, Mail.opened_at.is_(None)).values(opened_at=at))
+    if event.kind == "link_clicked":
+        session.execute(update(Mail).where(Mail.id == mail_id, Mail.clicked_at.is_(None)).values(clicked_at=at))
 
 
 def recompute_breakdown(lead: Lead, scoring_model=None) -> list[tuple[str, float]]:

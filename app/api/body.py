@@ -1,11 +1,12 @@
 """Reading a JSON body safely, and the value types it may carry: shared by
 the API and the page-visit beacon."""
 import json
+import math
 from datetime import datetime
-from typing import Annotated, Union
+from typing import Annotated, Any
 
 from flask import request
-from pydantic import AfterValidator, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import AfterValidator, Field, PlainValidator, StrictStr
 
 
 class BodyError(Exception):
@@ -49,9 +50,27 @@ def Text(max_length: int, min_length: int = 0):
                      AfterValidator(_storable_text)]
 
 
-# Property values: flat scalars, which is what scoring rules can match.
-Scalar = Union[Text(2000), StrictBool, Annotated[StrictInt, Field(ge=-2**63, le=2**63 - 1)],
-               Annotated[StrictFloat, Field(allow_inf_nan=False)], None]
+def _scalar(value):
+    """Property values are flat scalars: what scoring rules can match. One
+    plain message instead of pydantic's one per member of a union."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if not -2**63 <= value < 2**63:
+            raise ValueError("integer out of range (64 bits)")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("number out of range")
+        return value
+    if isinstance(value, str):
+        if len(value) > 2000:
+            raise ValueError("must be at most 2000 characters")
+        return _storable_text(value)
+    raise ValueError("must be a string, a number, true, false or null (not a list or an object)")
+
+
+Scalar = Annotated[Any, PlainValidator(_scalar)]
 
 
 def Properties(max_items: int):

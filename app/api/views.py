@@ -95,7 +95,10 @@ def post_event():
     if not request.is_json:
         return error(415, "Send JSON with Content-Type: application/json.")
     try:
-        body = EventIn.model_validate(read_json(MAX_BODY))
+        data = read_json(MAX_BODY)
+        if not isinstance(data, dict):
+            return _invalid([{"field": "(body)", "message": "must be a JSON object"}])
+        body = EventIn.model_validate(data)
     except BodyError as exc:
         return error(exc.status, exc.message)
     except ValidationError as exc:

@@ -159,6 +159,8 @@ def apply_to_lead(submission: Submission, form: Form, fields: dict, verdict: Ver
               properties={"form": form.slug, "submission_id": submission.id,
                           "intent": fields.get("intent")},
               occurred_at=submission.created_at, source=f"form:{form.slug}", actor=actor)
+        from ..nurture.engine import enroll_matching
+        enroll_matching(lead, "lead_accepted", form=form.slug)
 
 
 def _profile(lead) -> dict:

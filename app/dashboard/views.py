@@ -17,7 +17,7 @@ def _marketers_only():
     if request.endpoint == "dashboard.home" and current_user.is_authenticated \
             and current_user.role == "sales":
         return redirect(url_for("sales.inbox"))
-    return None
+    return check_role("marketer")
 
 
 def embed_codes(slug: str, base_url: str, title: str) -> dict[str, str]:

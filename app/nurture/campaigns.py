@@ -188,6 +188,8 @@ class CampaignDef(_Def):
                 if target not in keys:
                     raise ValueError(f"step '{step.key}' goes to unknown step '{target}'")
             for branch in step.branch or ():
+                if branch.when is None:
+                    continue
                 for ref in (branch.when.opened, branch.when.clicked):
                     if ref is not None and ref not in sends:
                         raise ValueError(f"step '{step.key}' tests '{ref}', which is not a send step")

@@ -281,7 +281,7 @@ def _apply(enrollment: Enrollment, campaign: Campaign, lead: Lead, decision: dec
     # send
     from .mail import queue_step_mail
     visit = enrollment.path.count(decision.step_key)
-    mail_id = queue_step_mail(enrollment, campaign, campaign.step(decision.step_key), lead, visit)
+    mail_id = queue_step_mail(enrollment, campaign, campaign.step(decision.step_key), lead, visit, now)
     enrollment.path = enrollment.path + [decision.step_key]
     if decision.next_key is None:
         _finish(enrollment, "completed", "last step done", now)

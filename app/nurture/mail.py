@@ -41,11 +41,12 @@ def track_links(html: str, lead_id: int, mail_id: int) -> str:
     return LINK.sub(rewrite, html)
 
 
-def queue_step_mail(enrollment: Enrollment, campaign: Campaign, step: Step, lead: Lead, visit: int) -> int | None:
+def queue_step_mail(enrollment: Enrollment, campaign: Campaign, step: Step, lead: Lead, visit: int,
+                    now=None) -> int | None:
     definition = campaign.definition
     dedupe = f"step:{enrollment.id}:{step.key}:{visit}"
     mail_id = queue_mail(dedupe_key=dedupe, kind="nurture", sender=definition.sender, recipient=lead.email,
-                         subject=step.send.subject, html="", text="", lead_id=lead.id)
+                         subject=step.send.subject, html="", text="", lead_id=lead.id, now=now)
     if mail_id is None:  # already rendered for this visit of the step
         return None
     unsubscribe = unsubscribe_url(lead.id, mail_id)

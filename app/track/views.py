@@ -12,11 +12,12 @@ scanner's fetch never uses up the person's own open or click.
 """
 import base64
 import hashlib
+import logging
 from datetime import timezone
 from typing import Literal
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request
-from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .. import scoring, tasks
 from ..api.body import BodyError, Properties, Text, read_json
@@ -26,6 +27,7 @@ from ..models import Mail, utcnow
 from .machine import machine_reason
 from .tokens import MAX_TOKEN_LENGTH, read_click, read_open, read_visitor, with_visitor_token
 
+log = logging.getLogger(__name__)
 bp = Blueprint("track", __name__)
 csrf.exempt(bp)  # hit by mail clients and other origins; the signed tokens are the check
 
@@ -51,22 +53,30 @@ def _machine(mail_id: int | None) -> str | None:
                           float(current_app.config.get("TRACK_MACHINE_SECONDS", 5)))
 
 
-def _record(lead_id: int, events: list[tuple[str, str | None, dict]], reason: str | None,
-            source: str) -> bool:
+def _record(lead_id: int, events: list[tuple[str, str | None, dict]], source: str,
+            mail_id: int | None = None) -> bool:
     """Record events for a lead, in one transaction; False when the lead is
-    gone (deleted since the email went out)."""
-    lead = scoring.lock_lead(lead_id)
-    if lead is None:
+    gone (deleted since the email went out) or recording failed: a person who
+    clicked gets their page even when the database or the scoring model
+    doesn't answer."""
+    try:
+        reason = _machine(mail_id)
+        lead = scoring.lock_lead(lead_id)
+        if lead is None:
+            session.rollback()
+            return False
+        for kind, key, properties in events:
+            if reason:
+                key = key and f"{key}:machine"
+                properties = {**properties, "machine_reason": reason}
+            scoring.track(lead, kind, key=key, properties=properties, machine=reason is not None,
+                          source=source)
+        tasks.commit()
+        return True
+    except Exception:
+        log.exception("could not record %s for lead %s", [e[0] for e in events], lead_id)
         session.rollback()
         return False
-    for kind, key, properties in events:
-        if reason:
-            key = key and f"{key}:machine"
-            properties = {**properties, "machine_reason": reason}
-        scoring.track(lead, kind, key=key, properties=properties, machine=reason is not None,
-                      source=source)
-    tasks.commit()
-    return True
 
 
 def _opened(mail_id: int) -> tuple[str, str, dict]:
@@ -78,7 +88,7 @@ def open_pixel(token):
     found = read_open(token)
     if found:
         lead_id, mail_id = found
-        _record(lead_id, [_opened(mail_id)], _machine(mail_id), "tracking")
+        _record(lead_id, [_opened(mail_id)], "tracking", mail_id)
     # The GIF whatever happened: a broken image would tell a forger something.
     return Response(PIXEL, mimetype="image/gif", headers=NO_STORE)
 
@@ -95,7 +105,7 @@ def click(token):
     recorded = _record(lead_id, [_opened(mail_id),
                                  ("link_clicked", f"mail:{mail_id}:{url_hash}",
                                   {"message_id": mail_id, "url": url})],
-                       _machine(mail_id), "tracking")
+                       "tracking", mail_id)
     response = redirect(with_visitor_token(url, lead_id) if recorded else url, 302)
     response.headers.update(NO_STORE)
     return response
@@ -153,5 +163,5 @@ def visit():
         return _beacon_answer()
     # No key: every visit is an event (the scoring model decides what counts).
     properties = {"url": body.url, "title": body.title, "referrer": body.referrer, **body.properties}
-    _record(lead_id, [(body.kind, None, properties)], machine_reason(request.user_agent.string), "beacon")
+    _record(lead_id, [(body.kind, None, properties)], "beacon")
     return _beacon_answer()
