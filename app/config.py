@@ -53,6 +53,13 @@ def load_settings(overrides: dict | None = None) -> dict:
         "RENDER_TOKEN_MAX_AGE": _int("RENDER_TOKEN_MAX_AGE", 7 * 24 * 3600),
         # Without a broker, run the periodic tasks in a thread of the web process.
         "EMBEDDED_SCHEDULER": os.environ.get("LEADFLOW_EMBEDDED_SCHEDULER", "") == "1",
+        # Tracking: how long open/click tokens count; a hit this soon after
+        # delivery is a link scanner's; the beacon's rate; the hosts whose
+        # links get the visitor token (empty: every destination).
+        "TRACK_TOKEN_MAX_AGE": _int("TRACK_TOKEN_MAX_AGE", 365 * 24 * 3600),
+        "TRACK_MACHINE_SECONDS": float(os.environ.get("TRACK_MACHINE_SECONDS", 5)),
+        "BEACON_RATE_LIMIT": os.environ.get("BEACON_RATE_LIMIT", "120/minute"),
+        "TRACK_VISITOR_HOSTS": tuple(h for h in os.environ.get("TRACK_VISITOR_HOSTS", "").split(",") if h),
         # Nurture: the timezone of a lead whose country we don't know, and the
         # frequency cap across all campaigns (emails per lead per days).
         "NURTURE_DEFAULT_TIMEZONE": os.environ.get("NURTURE_DEFAULT_TIMEZONE", "Europe/Paris"),

@@ -150,6 +150,9 @@ def test_forged_altered_swapped_malformed_and_expired_tokens_are_refused(app, mo
         # swapped: each kind refused where another is expected
         assert tokens.read_click(open_token) is None and tokens.read_open(click_token) is None
         assert tokens.read_open(visitor) is None and tokens.read_visitor(open_token) is None
+        # the salt alone tells them apart, even with the right shape
+        assert tokens.read_click(serializer(tokens.OPEN).dumps({"l": 1, "m": 2, "u": DEST})) is None
+        assert tokens.read_visitor(serializer(tokens.CLICK).dumps({"l": 1})) is None
         for junk in ("", "x", "a.b.c", "é" * 10, "\ud800", "A" * 5000, None, 12, ["x"]):
             assert tokens.read_open(junk) is None and tokens.read_click(junk) is None
         # signed by us but not a shape we mint
@@ -468,3 +471,28 @@ def test_beacon_sends_nothing_before_consent_then_follows_the_lead(browser, lead
         assert errors == []
     finally:
         context.close()
+
+
+def test_click_to_a_non_ascii_url_redirects_with_an_ascii_location(client, app, lead_and_mail):
+    lead_id, mail_id = lead_and_mail
+    with app.app_context():
+        url = "https://exämple.fr/été?q=ü&r=a b"
+        response = client.get(path_of(tokens.click_url(lead_id, mail_id, url)), headers=HUMAN)
+        assert response.status_code == 302
+        location = response.headers["Location"]
+        assert location.isascii() and location.startswith("https://xn--exmple-cua.fr/%C3%A9t%C3%A9?q=")
+        assert events("link_clicked")[0].properties["url"] == url
+
+
+def test_a_failure_to_record_never_stops_the_person(client, app, lead_and_mail, monkeypatch):
+    lead_id, mail_id = lead_and_mail
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no valid scoring model")
+    monkeypatch.setattr("app.scoring.track", broken)
+    with app.app_context():
+        response = client.get(path_of(tokens.click_url(lead_id, mail_id, DEST)), headers=HUMAN)
+        assert response.status_code == 302 and response.headers["Location"] == DEST
+        assert client.get(path_of(tokens.open_pixel_url(lead_id, mail_id)), headers=HUMAN).status_code == 200
+        assert beacon(client, {"t": tokens.visitor_token(lead_id)}).status_code == 204
+        assert events() == []
