@@ -11,8 +11,9 @@ $(BIN)/leadflow: pyproject.toml
 	$(BIN)/pip install -q -e .
 	touch $@
 
-$(VENV)/.dev: $(BIN)/leadflow
+$(VENV)/.dev: $(BIN)/leadflow package.json
 	$(BIN)/pip install -q -e '.[dev]'
+	npm install --no-audit --no-fund --silent
 	touch $@
 
 install: $(BIN)/leadflow

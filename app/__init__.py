@@ -33,6 +33,8 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     from . import tasks
     tasks.configure(app)
+    from .i18n import init_i18n
+    init_i18n(app)
     _init_definitions(app)
     _register_blueprints(app)
     _register_errors(app)

@@ -134,6 +134,7 @@ class Event(Base):
 class StageChange(Base):
     """Every lifecycle move, with who and why."""
     __tablename__ = "stage_changes"
+    __table_args__ = (Index("ix_stage_changes_to_at", "to_stage", "at"),)
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
     from_stage: Mapped[str | None] = mapped_column(String(20))
@@ -296,3 +297,21 @@ class CampaignState(Base):
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     changed_at: Mapped[datetime] = Timestamp(default=utcnow)
     changed_by: Mapped[str | None] = mapped_column(String(120))
+
+
+class Note(Base):
+    """A person's note on a lead (a call summary, a hint for sales)."""
+    __tablename__ = "notes"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = Timestamp(default=utcnow)
+
+
+class FormView(Base):
+    """How many times a form was shown, per form per day (for acceptance rates)."""
+    __tablename__ = "form_views"
+    form_slug: Mapped[str] = mapped_column(String(80), primary_key=True)
+    day: Mapped[datetime] = mapped_column(DateTime(timezone=False), primary_key=True)
+    views: Mapped[int] = mapped_column(Integer, default=0)

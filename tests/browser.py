@@ -2,7 +2,8 @@
 worker), a fresh browser context per test, leadflow on a live server against
 PostgreSQL, and a static "company website" on a second origin (embed_port).
 
-Use from a test module with:  from tests.browser import *  (fixtures and helpers)
+Loaded as a plugin by conftest.py (pytest_plugins), so every module shares
+one chromium per worker; test modules import only the helpers.
 
 Never downloads a browser: Playwright drives /usr/bin/chromium.
 """
@@ -25,8 +26,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 TIMEOUT_MS = 10_000  # a step that takes longer than this is a failure, not a slow pass
 
-__all__ = ["CHROMIUM", "browser", "page", "leadflow", "site", "_site_server", "browser_pg_url", "Leadflow", "Site",
-           "type_slowly", "wait_until_human", "HUMAN_MS"]
+__all__ = ["CHROMIUM", "Leadflow", "Site", "type_slowly", "wait_until_human", "HUMAN_MS", "TIMEOUT_MS"]
 
 # The too-fast spam rule is 2000 ms between rendering and posting: a person
 # takes longer than that; we wait until this much time has passed.

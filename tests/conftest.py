@@ -13,6 +13,10 @@ from tests.helpers import create_pg_database, free_port, truncate_all
 
 os.environ.setdefault("LEADFLOW_INSTANCE", "/tmp/leadflow-test-instance")
 
+# Browser fixtures live in one plugin: two modules each defining a session
+# chromium would start two Playwright loops in one process, which fails.
+pytest_plugins = ["tests.browser"]
+
 
 def _worker() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")

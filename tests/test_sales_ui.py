@@ -8,7 +8,6 @@ from sqlalchemy import select
 from app.db import session
 from app.models import Lead, StageChange, utcnow
 from app.sales import views
-from tests import factories
 from tests.test_auth import login, make_user, token
 
 SCRIPT = "<script>alert(1)</script>"
@@ -155,7 +154,8 @@ def test_reject_without_reason_is_refused(app, people, reason):
 
 def test_reject_with_reason_recycles_the_lead(app, people):
     lead_id = mql(app, people["claire"])
-    page = act(as_user(app, "claire"), lead_id, "reject", reason="No budget before 2027").get_data(as_text=True)
+    claire = as_user(app, "claire")
+    page = act(claire, lead_id, "reject", reason="No budget before 2027").get_data(as_text=True)
     assert "back to nurture" in page
     lead = stored(app, lead_id)
     assert lead.stage == "recycled" and lead.stage_reason == "No budget before 2027"

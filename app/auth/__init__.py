@@ -17,12 +17,24 @@ ROLES = ("admin", "marketer", "sales")
 
 login_manager = LoginManager()
 
+# The top bar: (label, endpoint, roles besides admin). Links to pages that
+# are not registered are left out, so a module can list its page here first.
+NAV = (("Forms", "dashboard.forms", ("marketer",)),
+       ("Outbox", "nurture.outbox", ("marketer",)),
+       ("Inbox", "sales.inbox", ("sales",)))
+
 
 def init_auth(app) -> None:
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.user_loader(_load_user)
     login_manager.unauthorized_handler(_unauthorized)
+
+    def nav_links():
+        return [(label, url_for(endpoint)) for label, endpoint, roles in NAV
+                if endpoint in app.view_functions and has_role(current_user, *roles)]
+    # A function, so that templates rendered outside a request (emails) never run it.
+    app.context_processor(lambda: {"nav_links": nav_links})
 
 
 def _load_user(user_id: str) -> User | None:
@@ -42,7 +54,8 @@ def wants_json() -> bool:
 def _unauthorized():
     if wants_json():
         return jsonify(error="Log in first.", status=401), 401
-    flash("Please log in to see that page.", "info")
+    if request.path != "/":  # the front door needs no explanation
+        flash("Please log in to see that page.", "info")
     target = request.full_path if request.query_string else request.path
     return redirect(url_for("auth.login", next=target))
 

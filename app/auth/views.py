@@ -14,6 +14,7 @@ from ..models import User
 from . import ROLES, safe_next
 
 bp = Blueprint("auth", __name__, cli_group="users")
+bp.cli.help = "People who log in, and their roles."
 
 MIN_PASSWORD = 10
 _dummy_hash = None

@@ -62,7 +62,8 @@ class MoveForm(FlaskForm):
 
 
 class BantForm(FlaskForm):
-    budget = RadioField("Budget: is there one?", choices=YES_NO, validators=[InputRequired("Answer yes or no.")])
+    budget = RadioField("Budget: is there one?", choices=YES_NO,
+                        validators=[InputRequired("Answer yes or no.")])
     budget_amount = StringField("Budget amount", validators=[Optional(), Length(max=100)])
     authority = RadioField("Authority: do they decide?", choices=YES_NO,
                            validators=[InputRequired("Answer yes or no.")])
