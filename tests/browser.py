@@ -160,3 +160,15 @@ def wait_until_human(page, since: float, ms: int = HUMAN_MS):
     left = ms - (time.monotonic() - since) * 1000
     if left > 0:
         page.wait_for_timeout(left)
+
+
+def login(page, base_url: str, email: str, password: str = "correct horse battery") -> None:
+    """Log in through the real form, as a person would."""
+    page.goto(f"{base_url}/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_load_state()
+
+
+__all__.append("login")

@@ -8,6 +8,7 @@ from functools import wraps
 from urllib.parse import urlsplit
 
 from flask import abort, flash, jsonify, redirect, request, url_for
+from flask_babel import lazy_gettext
 from flask_login import LoginManager, current_user
 
 from ..db import session
@@ -19,9 +20,15 @@ login_manager = LoginManager()
 
 # The top bar: (label, endpoint, roles besides admin). Links to pages that
 # are not registered are left out, so a module can list its page here first.
-NAV = (("Forms", "dashboard.forms", ("marketer",)),
-       ("Outbox", "nurture.outbox", ("marketer",)),
-       ("Inbox", "sales.inbox", ("sales",)))
+# (label, endpoint, roles): labels are translated when the bar is drawn.
+NAV = ((lazy_gettext("Overview"), "reports.overview", ("marketer",)),
+       (lazy_gettext("Leads"), "leads.index", ("marketer", "sales")),
+       (lazy_gettext("Review"), "review.queue", ("marketer",)),
+       (lazy_gettext("Forms"), "dashboard.forms", ("marketer",)),
+       (lazy_gettext("Campaigns"), "campaigns.index", ("marketer",)),
+       (lazy_gettext("Outbox"), "nurture.outbox", ("marketer",)),
+       (lazy_gettext("Inbox"), "sales.inbox", ("sales",)),
+       (lazy_gettext("Admin"), "admin.index", ("admin",)))
 
 
 def init_auth(app) -> None:
