@@ -23,7 +23,7 @@ install-dev: $(VENV)/.dev
 run: install
 	$(BIN)/leadflow db upgrade
 	$(BIN)/leadflow demo
-	LEADFLOW_EMBEDDED_SCHEDULER=1 $(BIN)/leadflow run --host 127.0.0.1 --port $${PORT:-5000}
+	BASE_URL=$${BASE_URL:-http://127.0.0.1:$${PORT:-5000}} LEADFLOW_EMBEDDED_SCHEDULER=1 $(BIN)/leadflow run --host 127.0.0.1 --port $${PORT:-5000}
 
 # Needs PostgreSQL and Redis on 127.0.0.1 (see README) and Debian's chromium.
 test: install-dev
