@@ -40,6 +40,18 @@ bare_submissions = Table(
 )
 
 
+# The columns of `events`, for bench/tracking.py's floor.
+bare_events = Table(
+    "bare_events", metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("lead_id", BigInteger, index=True),
+    Column("kind", String(60)),
+    Column("key", String(200)),
+    Column("properties", JSONB),
+    Column("occurred_at", DateTime(timezone=True)),
+)
+
+
 def create_app() -> Flask:
     app = Flask(__name__)
     engine = create_engine(os.environ["DATABASE_URL"], pool_pre_ping=True)
@@ -62,5 +74,14 @@ def create_app() -> Flask:
                 user_agent=request.headers.get("User-Agent"), referrer=request.headers.get("Referer"),
                 created_at=datetime.now(timezone.utc)))
         return jsonify(result="received"), 201
+
+    @app.get("/bare/hit/<int:n>")
+    def hit(n):
+        """What a tracking hit costs at the least: one INSERT, a tiny answer."""
+        with engine.begin() as conn:
+            conn.execute(insert(bare_events).values(
+                lead_id=n, kind="email_opened", key=f"mail:{n}", properties={"message_id": n},
+                occurred_at=datetime.now(timezone.utc)))
+        return "", 204
 
     return app
