@@ -51,6 +51,21 @@ def _line_map(node, prefix=(), lines=None) -> dict[str, int]:
     return lines
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys without a word; a marketer who
+    wrote `topic:` twice should hear about it."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key '{key}' is written twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml(path: Path) -> tuple[object, dict[str, int]]:
     """Parse a YAML file; return its data and a key-path → line map."""
     name = display_path(path)
@@ -60,7 +75,7 @@ def read_yaml(path: Path) -> tuple[object, dict[str, int]]:
         raise DefinitionError(name, "", f"cannot read file: {exc}") from exc
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)

@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from sqlalchemy import update
 
 from .db import session
-from .models import Mail, utcnow
+from .models import Lead, Mail, utcnow
 
 # Bodies are encoded under the SMTP policy (lines of 78), but headers are
 # written without folding: Python would otherwise fold or RFC 2047-encode a
@@ -161,6 +161,11 @@ def deliver(mail_id: int, smtp_url: str, on_hard_bounce=None, now=None) -> str:
     mail = claim(mail_id, now)
     if mail is None:
         return "skipped"
+    suppressed = _suppressed(mail)
+    if suppressed:  # since the mail was rendered: suppression wins at send time
+        mail.status, mail.error = "suppressed", suppressed
+        session.commit()
+        return mail.status
     if not smtp_url:
         mail.status, mail.sent_at = "outbox", utcnow()
         session.commit()
@@ -175,14 +180,31 @@ def deliver(mail_id: int, smtp_url: str, on_hard_bounce=None, now=None) -> str:
         connection_for(smtp_url).send(message, _address(mail.sender), mail.recipient)
     except smtplib.SMTPRecipientsRefused as exc:
         code, text = next(iter(exc.recipients.values()))
-        return _failed(mail, code, text, on_hard_bounce)
+        return _failed(mail, code, text, on_hard_bounce, now)
     except smtplib.SMTPResponseException as exc:
-        return _failed(mail, exc.smtp_code, exc.smtp_error, on_hard_bounce)
+        return _failed(mail, exc.smtp_code, exc.smtp_error, on_hard_bounce, now)
     except (smtplib.SMTPException, OSError) as exc:
-        return _retry(mail, f"{type(exc).__name__}: {exc}")
+        return _retry(mail, f"{type(exc).__name__}: {exc}", now)
     mail.status, mail.sent_at, mail.error = "sent", utcnow(), None
     session.commit()
     return mail.status
+
+
+def _suppressed(mail: Mail) -> str | None:
+    """Why this nurture mail must not go out any more (its lead unsubscribed,
+    bounced or was disqualified after it was rendered), if it must not."""
+    if mail.kind != "nurture" or mail.lead_id is None:
+        return None
+    lead = session.get(Lead, mail.lead_id, populate_existing=True)
+    if lead is None:
+        return None
+    if lead.unsubscribed_at is not None:
+        return "suppressed: unsubscribed"
+    if lead.bounced_at is not None:
+        return "suppressed: bounced"
+    if lead.stage == "disqualified":
+        return "suppressed: disqualified"
+    return None
 
 
 def _address(sender: str) -> str:
@@ -190,10 +212,10 @@ def _address(sender: str) -> str:
     return parseaddr(sender)[1] or sender
 
 
-def _failed(mail: Mail, code: int, text, on_hard_bounce) -> str:
+def _failed(mail: Mail, code: int, text, on_hard_bounce, now=None) -> str:
     detail = f"{code} {text.decode(errors='replace') if isinstance(text, bytes) else text}"
     if 400 <= code < 500:
-        return _retry(mail, detail)
+        return _retry(mail, detail, now)
     mail.status, mail.error = "bounced", detail
     if on_hard_bounce is not None:
         on_hard_bounce(mail, detail)
@@ -201,11 +223,11 @@ def _failed(mail: Mail, code: int, text, on_hard_bounce) -> str:
     return mail.status
 
 
-def _retry(mail: Mail, detail: str) -> str:
+def _retry(mail: Mail, detail: str, now=None) -> str:
     if mail.attempts >= MAX_ATTEMPTS:
         mail.status = "failed"
     else:
-        mail.status, mail.next_attempt_at = "pending", utcnow() + backoff(mail.attempts)
+        mail.status, mail.next_attempt_at = "pending", (now or utcnow()) + backoff(mail.attempts)
     mail.error = detail
     session.commit()
     return mail.status

@@ -24,18 +24,28 @@ def failed_recipients(message) -> list[tuple[str, str]]:
         for block in part.get_payload() or []:
             action = str(block.get("Action", "")).strip().lower()
             status = str(block.get("Status", "")).strip()
-            recipient = str(block.get("Final-Recipient") or block.get("Original-Recipient") or "")
-            address = recipient.split(";", 1)[-1].strip().strip("<>")
-            if action == "failed" and status.startswith("5") and "@" in address:
+            # Original-Recipient is the address we sent to; Final-Recipient
+            # may be where a forward or alias led it.
+            addresses = [_address(block.get(name)) for name in ("Original-Recipient", "Final-Recipient")]
+            address = next((a for a in addresses if "@" in a), "")
+            if action == "failed" and status.startswith("5") and address:
                 found.append((address, status))
     return found
+
+
+def _address(field) -> str:
+    """`rfc822; lea@acme.fr` → lea@acme.fr"""
+    return str(field or "").split(";", 1)[-1].strip().strip("<>")
 
 
 def original_mail_id(message) -> int | None:
     """The id of our mail the report is about, from its Message-ID."""
     for part in message.walk():
         if part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
-            text = part.as_string() if part.get_content_type() == "message/rfc822" else str(part.get_payload())
+            if part.get_content_type() == "message/rfc822":
+                text = part.as_string()
+            else:  # a text part: may be base64 or quoted-printable
+                text = (part.get_payload(decode=True) or b"").decode("utf-8", "replace")
             match = OUR_MESSAGE_ID.search(text)
             if match:
                 return int(match.group(1))

@@ -1,10 +1,10 @@
 """Campaign definitions: campaigns/<slug>.yaml, validated on load.
 
 Steps are addressed by their key, never by position, so a marketer can edit
-a running campaign: an enrollment waiting at a step that no longer exists
-moves on to the step that followed it in the version it entered with if that
-one still exists, else it exits with reason `step_removed` (see
-engine.resolve_step).
+a running campaign: an enrollment standing at a step that no longer exists
+moves on to the successor, in the new version, of the last step of its path
+that still exists (the new first step if it had not started), else it exits
+with reason `step_removed:<key>` (see decide.resolve_removed).
 """
 import re
 from dataclasses import dataclass
@@ -12,7 +12,8 @@ from datetime import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ..definitions import DefinitionError, load
 from ..qualify.lifecycle import STAGES
@@ -25,6 +26,18 @@ TRIGGERS = ("lead_accepted", "manual") + tuple(f"stage:{s}" for s in STAGES)
 
 class _Def(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _quoted_time(value):
+    """YAML reads an unquoted 10:00 as the number 600 (base 60), which
+    pydantic would take for 00:10: refuse numbers, say what to write."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, int) and 0 <= value < 24 * 60:
+            written = f"{value // 60:02d}:{value % 60:02d}"
+            raise ValueError(f'write times in quotes, "{written}": unquoted, YAML reads {written} '
+                             f"as the number {value}")
+        raise ValueError(f'a time is written in quotes, "HH:MM", not as the number {value}')
+    return value
 
 
 class ScoreRange(_Def):
@@ -42,6 +55,16 @@ class Audience(_Def):
     # Attribute → allowed values, e.g. {intent: [research, contact_sales]}.
     attributes: dict[str, tuple[str, ...]] = {}
 
+    @field_validator("countries")
+    @classmethod
+    def _upper_countries(cls, countries):
+        return tuple(c.upper() for c in countries)  # lead countries are compared upper-case
+
+    @field_validator("languages")
+    @classmethod
+    def _lower_languages(cls, languages):
+        return tuple(language.lower() for language in languages)  # as forms and campaigns write them
+
     @field_validator("stages")
     @classmethod
     def _known_stages(cls, stages):
@@ -56,6 +79,11 @@ class Window(_Def):
     days: tuple[Literal[DAYS], ...] = ("mon", "tue", "wed", "thu", "fri")  # type: ignore[valid-type]
     start: time = time(9, 0)
     end: time = time(18, 0)
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _quoted(cls, value):
+        return _quoted_time(value)
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -79,6 +107,29 @@ class WaitStep(_Def):
     # Or wait until a weekday/time: {until: {days: [tue], at: "10:00"}}
     until_days: tuple[Literal[DAYS], ...] = ()  # type: ignore[valid-type]
     until_time: time | None = None
+
+    @field_validator("until_time", mode="before")
+    @classmethod
+    def _quoted(cls, value):
+        return _quoted_time(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _until(cls, data):
+        """`until: {days: [tue], at: "10:00"}` is how the YAML spells it."""
+        if not isinstance(data, dict) or "until" not in data:
+            return data
+        data = dict(data)
+        until = data.pop("until")
+        if not isinstance(until, dict) or not until or set(until) - {"days", "at"}:
+            raise ValueError('until is written {days: [tue], at: "10:00"} (days, at or both)')
+        if "until_days" in data or "until_time" in data:
+            raise ValueError("write either until or until_days/until_time, not both")
+        if "days" in until:
+            data["until_days"] = until["days"]
+        if "at" in until:
+            data["until_time"] = until["at"]
+        return data
 
     @model_validator(mode="after")
     def _something(self):
@@ -177,22 +228,34 @@ class CampaignDef(_Def):
 
     @model_validator(mode="after")
     def _references(self):
+        """Step keys are unique and every reference names a step (a send
+        step for opened/clicked). Each problem is located at the key that
+        holds it, so the error names its line."""
+        problems = []  # (location, message, input)
         keys = [s.key for s in self.steps]
-        duplicates = sorted({k for k in keys if keys.count(k) > 1})
-        if duplicates:
-            raise ValueError(f"step keys must be unique: {', '.join(duplicates)}")
         sends = {s.key for s in self.steps if s.send is not None}
-        for step in self.steps:
-            targets = [b.goto for b in step.branch or ()] + ([step.next] if step.next else [])
-            for target in targets:
-                if target not in keys:
-                    raise ValueError(f"step '{step.key}' goes to unknown step '{target}'")
-            for branch in step.branch or ():
-                if branch.when is None:
-                    continue
-                for ref in (branch.when.opened, branch.when.clicked):
+        for index, step in enumerate(self.steps):
+            if step.key in keys[:index]:
+                problems.append((("steps", index, "key"),
+                                 f"step keys must be unique: '{step.key}' is already step {keys.index(step.key) + 1}",
+                                 step.key))
+            if step.next is not None and step.next not in keys:
+                problems.append((("steps", index, "next"),
+                                 f"step '{step.key}' goes to unknown step '{step.next}'", step.next))
+            for b, branch in enumerate(step.branch or ()):
+                if branch.goto not in keys:
+                    problems.append((("steps", index, "branch", b, "goto"),
+                                     f"step '{step.key}' goes to unknown step '{branch.goto}'", branch.goto))
+                for test in ("opened", "clicked"):
+                    ref = getattr(branch.when, test) if branch.when is not None else None
                     if ref is not None and ref not in sends:
-                        raise ValueError(f"step '{step.key}' tests '{ref}', which is not a send step")
+                        problems.append((("steps", index, "branch", b, "when", test),
+                                         f"step '{step.key}' tests '{ref}', which is not a send step", ref))
+        if problems:
+            raise ValidationError.from_exception_data(type(self).__name__, [
+                InitErrorDetails(type=PydanticCustomError("value_error", "{message}", {"message": message}),
+                                 loc=loc, input=value)
+                for loc, message, value in problems])
         return self
 
 

@@ -45,7 +45,8 @@ class Position:
 
 @dataclass(frozen=True)
 class Cap:
-    """At most `emails` nurture emails per lead per `days`, across campaigns."""
+    """At most `emails` nurture emails per lead per `days`, across campaigns
+    (`emails` 0 or less: no cap)."""
     emails: int = 3
     days: float = 7
     recent: tuple = ()                   # send times of the lead's recent nurture emails
@@ -143,7 +144,7 @@ def cap_frees_at(cap: Cap, now: datetime) -> datetime | None:
     """None if one more email fits under the cap now, else when it will."""
     period = timedelta(days=cap.days)
     recent = sorted(t for t in cap.recent if t > now - period)
-    if len(recent) < cap.emails:
+    if cap.emails <= 0 or len(recent) < cap.emails:
         return None
     return recent[len(recent) - cap.emails] + period
 
@@ -160,6 +161,8 @@ def advance(campaign: Campaign, position: Position, facts: LeadFacts, engagement
     if position.waiting:
         if position.due_at is not None and now < position.due_at:
             return Decision("wait", step_key=key, due_at=position.due_at)
+        if campaign.step(key) is None:  # see resolve_removed
+            return Decision("finish", status="exited", reason=f"step_removed:{key}")
         key = campaign.following(key)
     for _ in range(MAX_HOPS):
         if key is None:
@@ -191,7 +194,11 @@ def advance(campaign: Campaign, position: Position, facts: LeadFacts, engagement
 
 def resolve_removed(campaign: Campaign, position: Position) -> str | None:
     """An enrollment stands at a step the marketer removed: resume at the
-    first step of its path, walking back, whose successor still exists."""
+    successor (in the new version) of the last step of its path that still
+    exists. With an empty path nothing was done yet: start at the (new)
+    first step. None: nowhere to go, the enrollment exits."""
+    if not position.path:
+        return campaign.first_step
     for key in reversed(position.path):
         if campaign.step(key) is not None:
             return campaign.following(key)
@@ -227,7 +234,12 @@ COUNTRY_TIMEZONES = {
 
 
 def timezone_for(explicit: str | None, country: str | None, default: str) -> str:
-    """The lead's own timezone if known, else its country's main one, else the default."""
+    """The lead's own timezone if known (and valid), else its country's main
+    one, else the default."""
     if explicit:
-        return explicit
+        try:
+            ZoneInfo(explicit)
+            return explicit
+        except (KeyError, ValueError):
+            pass
     return COUNTRY_TIMEZONES.get((country or "").upper(), default)

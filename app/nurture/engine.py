@@ -63,12 +63,15 @@ def paused() -> set[str]:
 
 # --- facts about leads -------------------------------------------------------
 
+# What an audience or a branch may test with `attributes:`.
+AUDIENCE_ATTRIBUTES = ("segment", "language", "country", "intent", "job_title", "company", "company_size",
+                       "annual_revenue", "first_form", "source", "medium", "referrer_domain", "stage")
+
 def facts(lead: Lead) -> decide.LeadFacts:
     config = current_app.config
     return decide.LeadFacts(
         stage=lead.stage, score=lead.score or 0.0,
-        attributes={k: getattr(lead, k) for k in ("segment", "language", "country", "intent", "job_title",
-                                                  "company_size", "first_form", "source")},
+        attributes={k: getattr(lead, k) for k in AUDIENCE_ATTRIBUTES},
         timezone=decide.timezone_for(lead.timezone, lead.country, config["NURTURE_DEFAULT_TIMEZONE"]),
         consent=bool(lead.consent), unsubscribed=lead.unsubscribed_at is not None,
         bounced=lead.bounced_at is not None, opted_out_topics=tuple(lead.opted_out_topics or ()))
@@ -145,11 +148,12 @@ def enroll(lead: Lead, campaign: Campaign, trigger: str, now: datetime | None = 
 
 
 def enroll_matching(lead: Lead, trigger: str, form: str | None = None) -> list[Enrollment]:
-    """Every campaign this trigger starts and whose audience the lead is in."""
-    stopped = paused()
+    """Every campaign this trigger starts and whose audience the lead is in.
+    A paused campaign still enrolls (pausing stops sending, not listening):
+    its enrollments wait and go on when it is resumed."""
     enrolled = []
     for campaign in sorted(campaigns().values(), key=lambda c: -c.definition.priority):
-        if trigger in campaign.definition.triggers and campaign.slug not in stopped:
+        if trigger in campaign.definition.triggers:
             enrollment = enroll(lead, campaign, trigger, form=form)
             if enrollment is not None:
                 enrolled.append(enrollment)
