@@ -146,3 +146,61 @@ class ReloadingFile:
             except DefinitionError as exc:
                 self.error = exc
         return self.value
+
+
+def load_each(paths, loader) -> tuple[dict, list[DefinitionError]]:
+    """Load every file by its slug (the file name); one broken file never
+    stops the others."""
+    loaded, errors = {}, []
+    for path in paths:
+        try:
+            loaded[Path(path).stem] = loader(path)
+        except DefinitionError as exc:
+            errors.append(exc)
+    return loaded, errors
+
+
+class DefinitionFolder:
+    """The definitions of a folder (forms/, campaigns/), read again when a
+    file changes, so a marketer's edit shows without a restart. A file that
+    stops being valid keeps its last good version and its error is shown."""
+
+    def __init__(self, list_files, loader, check_every: float = 1.0):
+        self.list_files, self.loader, self.check_every = list_files, loader, check_every
+        self._stamp, self._checked_at = None, 0.0
+        self._items: dict = {}
+        self._errors: list[DefinitionError] = []
+
+    def _refresh(self) -> None:
+        import time
+        now = time.monotonic()
+        if self._stamp is not None and now - self._checked_at < self.check_every:
+            return
+        self._checked_at = now
+        paths = self.list_files()
+        stamp = tuple((p.name, p.stat().st_mtime_ns) for p in paths)
+        if stamp == self._stamp:
+            return
+        items, errors = load_each(paths, self.loader)
+        for error in errors:
+            slug = Path(error.path).stem
+            if slug in self._items:
+                items.setdefault(slug, self._items[slug])
+        self._items, self._errors, self._stamp = items, errors, stamp
+
+    @property
+    def items(self) -> dict:
+        self._refresh()
+        return self._items
+
+    @property
+    def errors(self) -> list[DefinitionError]:
+        self._refresh()
+        return self._errors
+
+    def get(self, slug: str):
+        return self.items.get(slug)
+
+    def all(self) -> list:
+        items = self.items
+        return [items[slug] for slug in sorted(items)]

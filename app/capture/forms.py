@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..definitions import DefinitionError, load
+from ..definitions import DefinitionError, DefinitionFolder, load, load_each
 
 FIELD_TYPES = ("text", "email", "tel", "textarea", "select", "radio", "checkbox", "hidden")
 KNOWN_NAMES = ("name", "company", "email", "segment", "intent", "job_title", "message",
@@ -145,52 +145,9 @@ def form_files(forms_dir) -> list[Path]:
 
 
 def load_all(forms_dir) -> tuple[dict[str, Form], list[DefinitionError]]:
-    forms, errors = {}, []
-    for path in form_files(forms_dir):
-        try:
-            form = load_form(path)
-            forms[form.slug] = form
-        except DefinitionError as exc:
-            errors.append(exc)
-    return forms, errors
+    return load_each(form_files(forms_dir), load_form)
 
 
-class FormRegistry:
-    """The forms of a forms/ folder, reloaded when a file changes, so a
-    marketer's edit shows without a restart. A file that stops being valid
-    keeps its last good version and its error is reported."""
-
-    def __init__(self, forms_dir, check_every: float = 1.0):
-        self.forms_dir = Path(forms_dir)
-        self.check_every = check_every
-        self._stamp = None
-        self._checked_at = 0.0
-        self.forms: dict[str, Form] = {}
-        self.errors: list[DefinitionError] = []
-        self._refresh()
-
-    def _current_stamp(self):
-        return tuple((p.name, p.stat().st_mtime_ns) for p in form_files(self.forms_dir))
-
-    def _refresh(self):
-        import time
-        now = time.monotonic()
-        if self._stamp is not None and now - self._checked_at < self.check_every:
-            return
-        self._checked_at = now
-        stamp = self._current_stamp()
-        if stamp == self._stamp:
-            return
-        forms, errors = load_all(self.forms_dir)
-        broken = {Path(e.path).stem for e in errors}
-        for slug in broken & self.forms.keys():
-            forms.setdefault(slug, self.forms[slug])
-        self.forms, self.errors, self._stamp = forms, errors, stamp
-
-    def get(self, slug: str) -> Form | None:
-        self._refresh()
-        return self.forms.get(slug)
-
-    def all(self) -> list[Form]:
-        self._refresh()
-        return [self.forms[s] for s in sorted(self.forms)]
+def FormRegistry(forms_dir) -> DefinitionFolder:  # noqa: N802 (reads as the class it builds)
+    """The forms of a forms/ folder, re-read when a file changes."""
+    return DefinitionFolder(lambda: form_files(forms_dir), load_form)

@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from ..definitions import DefinitionError, load
+from ..definitions import DefinitionError, load, load_each
 from ..qualify.lifecycle import STAGES
 
 NOT_CAMPAIGNS = {"scoring.yaml", "sales.yaml"}
@@ -294,11 +294,4 @@ def load_campaign(path: Path) -> Campaign:
 
 
 def load_all(directory) -> tuple[dict[str, Campaign], list[DefinitionError]]:
-    campaigns, errors = {}, []
-    for path in campaign_files(directory):
-        try:
-            campaign = load_campaign(path)
-            campaigns[campaign.slug] = campaign
-        except DefinitionError as exc:
-            errors.append(exc)
-    return campaigns, errors
+    return load_each(campaign_files(directory), load_campaign)

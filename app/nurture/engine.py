@@ -12,7 +12,6 @@ moves the enrollment past the step; the mailer then claims the row before
 the SMTP conversation (see mailer.py for what a crash does).
 """
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from flask import current_app
 from sqlalchemy import func, select
@@ -21,32 +20,18 @@ from .. import tasks
 from ..db import is_postgres, session
 from ..models import CampaignState, Enrollment, Event, Lead, Mail, utcnow
 from . import decide
-from .campaigns import Campaign, load_all
+from ..definitions import DefinitionFolder
+from .campaigns import Campaign, campaign_files, load_campaign
 
 BATCH = 200
 
 
 # --- definitions -------------------------------------------------------------
 
-class CampaignRegistry:
-    """campaigns/*.yaml, re-read when a file changes; a broken edit keeps the
-    last good version running and shows its error."""
-
-    def __init__(self, directory):
-        self.directory = Path(directory)
-        self._stamp, self.campaigns, self.errors = None, {}, []
-
-    def refresh(self):
-        from .campaigns import campaign_files
-        stamp = tuple((p.name, p.stat().st_mtime_ns) for p in campaign_files(self.directory))
-        if stamp != self._stamp:
-            campaigns, errors = load_all(self.directory)
-            for error in errors:
-                slug = Path(error.path).stem
-                if slug in self.campaigns:
-                    campaigns.setdefault(slug, self.campaigns[slug])
-            self._stamp, self.campaigns, self.errors = stamp, campaigns, errors
-        return self.campaigns
+def CampaignRegistry(directory) -> DefinitionFolder:  # noqa: N802 (reads as the class it builds)
+    """campaigns/*.yaml, re-read when a file changes."""
+    # No throttle: the engine reads it once a pass, and an edit must count at once.
+    return DefinitionFolder(lambda: campaign_files(directory), load_campaign, check_every=0)
 
 
 def campaigns() -> dict[str, Campaign]:
@@ -54,7 +39,7 @@ def campaigns() -> dict[str, Campaign]:
     if registry is None:
         registry = current_app.extensions["leadflow.campaigns"] = CampaignRegistry(
             current_app.config["CAMPAIGNS_DIR"])
-    return registry.refresh()
+    return registry.items
 
 
 def paused() -> set[str]:
