@@ -60,6 +60,8 @@ def load_settings(overrides: dict | None = None) -> dict:
         "TRACK_MACHINE_SECONDS": float(os.environ.get("TRACK_MACHINE_SECONDS", 5)),
         "BEACON_RATE_LIMIT": os.environ.get("BEACON_RATE_LIMIT", "120/minute"),
         "TRACK_VISITOR_HOSTS": tuple(h for h in os.environ.get("TRACK_VISITOR_HOSTS", "").split(",") if h),
+        # How far back the rules preview re-judges submissions.
+        "RULES_PREVIEW_DAYS": _int("RULES_PREVIEW_DAYS", 30),
         # Nurture: the timezone of a lead whose country we don't know, and the
         # frequency cap across all campaigns (emails per lead per days).
         "NURTURE_DEFAULT_TIMEZONE": os.environ.get("NURTURE_DEFAULT_TIMEZONE", "Europe/Paris"),

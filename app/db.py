@@ -51,6 +51,13 @@ def dispose_all() -> None:
         engine.dispose(close=False)
 
 
+def insert(model):
+    """INSERT for the bound database's dialect, so callers can use
+    ON CONFLICT (both PostgreSQL and SQLite have it)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+    return (postgresql.insert if is_postgres() else sqlite.insert)(model)
+
+
 def is_postgres() -> bool:
     return session.get_bind().dialect.name == "postgresql"
 

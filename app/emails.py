@@ -3,9 +3,8 @@ the `mails` outbox. CSS is inlined with css-inline (a maintained Rust-backed
 inliner) because many mail clients drop <style> blocks."""
 import css_inline
 from flask import render_template
-from sqlalchemy.dialects import postgresql, sqlite
 
-from .db import session
+from .db import insert, session
 from .models import Mail, utcnow
 
 _inliner = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
@@ -23,11 +22,9 @@ def queue_mail(*, dedupe_key: str, kind: str, sender: str, recipient: str, subje
                headers: dict | None = None, now=None) -> int | None:
     """Insert a pending mail unless one with this dedupe key exists; returns
     the new row's id, or None when it was a duplicate."""
-    dialect = session.get_bind().dialect.name
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Mail)
     now = now or utcnow()
     return session.execute(
-        insert.values(dedupe_key=dedupe_key, kind=kind, sender=sender, recipient=recipient,
+        insert(Mail).values(dedupe_key=dedupe_key, kind=kind, sender=sender, recipient=recipient,
                       subject=subject, html=html, text=text, lead_id=lead_id, user_id=user_id,
                       headers=headers or {}, status="pending", attempts=0, next_attempt_at=now,
                       created_at=now)

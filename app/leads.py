@@ -3,16 +3,10 @@ qualify/ (which decides) and the database (which remembers)."""
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 
-from .db import session
+from .db import insert, session
 from .models import Event, Lead, StageChange, utcnow
 from .qualify.lifecycle import check_move
-
-
-def _insert(model):
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
 
 
 def get_or_create_lead(email: str, defaults: dict) -> tuple[Lead, bool]:
@@ -20,7 +14,7 @@ def get_or_create_lead(email: str, defaults: dict) -> tuple[Lead, bool]:
     submissions for the same new email race: the insert does nothing for
     the loser, which then reads (and locks) the winner's row."""
     inserted = session.execute(
-        _insert(Lead).values(email=email, created_at=utcnow(), updated_at=utcnow(), **defaults)
+        insert(Lead).values(email=email, created_at=utcnow(), updated_at=utcnow(), **defaults)
         .on_conflict_do_nothing(index_elements=["email"]).returning(Lead.id)
     ).scalar()
     lead = session.execute(
@@ -37,7 +31,7 @@ def record_event(lead: Lead, kind: str, *, key: str | None = None, properties: d
     values = dict(lead_id=lead.id, kind=kind, key=key, properties=properties or {},
                   machine=machine, occurred_at=occurred_at or utcnow(), created_at=utcnow())
     event_id = session.execute(
-        _insert(Event).values(**values)
+        insert(Event).values(**values)
         .on_conflict_do_nothing(index_elements=["lead_id", "kind", "key"]).returning(Event.id)
     ).scalar()
     return session.get(Event, event_id) if event_id is not None else None

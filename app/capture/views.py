@@ -53,9 +53,28 @@ def _render(form: Form, wtform, framed: bool, status=200, notice=None):
     return response
 
 
+def _count_view(slug: str) -> None:
+    """One more view of this form today (for the forms page's rates): one
+    upsert, never a reason for the form not to show."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ..db import session
+    from ..db import insert
+    from ..models import FormView, utcnow
+    day = utcnow().replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
+    try:
+        session.execute(insert(FormView).values(form_slug=slug, day=day, views=1).on_conflict_do_update(
+            index_elements=["form_slug", "day"], set_={"views": FormView.views + 1}))
+        session.commit()
+    except SQLAlchemyError:
+        session.rollback()
+        current_app.logger.warning("could not count a view of form %s", slug, exc_info=True)
+
+
 @bp.get("/f/<slug>")
 def hosted(slug):
     form = _form_or_404(slug)
+    _count_view(slug)
     wtform = build(form)
     wtform[RENDER_TOKEN].data = render_token(slug)
     for name in UTM_FIELDS:  # a link with ?utm_source=... fills the hidden fields
@@ -139,6 +158,7 @@ def _json(form, code, **body):
 @bp.get("/f/<slug>/embed.js")
 def embed_script(slug):
     form = _form_or_404(slug)
+    _count_view(slug)
     config = {"slug": slug, "definition": form.as_json(), "token": render_token(slug),
               "submitUrl": current_app.config["BASE_URL"].rstrip("/") + f"/f/{slug}/submit",
               "text": messages(form.definition.language), "honeypot": HONEYPOT}

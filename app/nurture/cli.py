@@ -66,19 +66,12 @@ def campaigns_enroll(slug, existing):
     click.echo(f"enrolled {enroll_existing(campaign)} leads in {slug}")
 
 
-def _set_paused(slug: str, value: bool, who: str = "cli") -> None:
-    from ..models import CampaignState, utcnow
-    state = session.get(CampaignState, slug) or CampaignState(slug=slug)
-    state.paused, state.changed_at, state.changed_by = value, utcnow(), who
-    session.add(state)
-    session.commit()
-
-
 @campaigns_group.command("pause")
 @click.argument("slug")
 @with_appcontext
 def campaigns_pause(slug):
-    _set_paused(slug, True)
+    from .engine import set_paused
+    set_paused(slug, True, "cli")
     click.echo(f"{slug} paused: nothing is sent until it is resumed")
 
 
@@ -86,7 +79,8 @@ def campaigns_pause(slug):
 @click.argument("slug")
 @with_appcontext
 def campaigns_resume(slug):
-    _set_paused(slug, False)
+    from .engine import set_paused
+    set_paused(slug, False, "cli")
     click.echo(f"{slug} resumed")
 
 

@@ -42,6 +42,14 @@ def campaigns() -> dict[str, Campaign]:
     return registry.items
 
 
+def set_paused(slug: str, value: bool, who: str) -> None:
+    """Pause (nothing is sent; enrollments wait) or resume a campaign; commits."""
+    state = session.get(CampaignState, slug) or CampaignState(slug=slug)
+    state.paused, state.changed_at, state.changed_by = value, utcnow(), who
+    session.add(state)
+    session.commit()
+
+
 def paused() -> set[str]:
     return set(session.execute(select(CampaignState.slug).where(CampaignState.paused)).scalars())
 
