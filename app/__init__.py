@@ -69,6 +69,9 @@ def _register_blueprints(app: Flask) -> None:
     init_auth(app)
     for blueprint in (capture_bp, track_bp, api_bp, auth_bp, sales_bp, dashboard_bp, prefs_bp, nurture_bp):
         app.register_blueprint(blueprint)
+    from .workspace import admin, campaigns, review
+    for blueprint in (review.bp, campaigns.bp, admin.bp):
+        app.register_blueprint(blueprint)
 
 
 def _wants_json() -> bool:
