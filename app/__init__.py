@@ -72,6 +72,8 @@ def _register_blueprints(app: Flask) -> None:
     from .workspace import admin, campaigns, review
     for blueprint in (review.bp, campaigns.bp, admin.bp):
         app.register_blueprint(blueprint)
+    from .leads_ui import bp as leads_bp  # /leads, and `leadflow leads import`
+    app.register_blueprint(leads_bp)
 
 
 def _wants_json() -> bool:
