@@ -285,7 +285,7 @@ def unenroll(lead_id):
             Enrollment.status == "active")).scalar_one_or_none() if enrollment_id.isdigit() else None
         if enrollment is None:
             raise ValueError(gettext("this enrollment is not active"))
-        engine._finish(enrollment, "exited", f"removed by {current_user.name}", utcnow())
+        engine.finish(enrollment, "exited", f"removed by {current_user.name}", utcnow())
         return gettext("Removed from %(campaign)s.", campaign=enrollment.campaign), "success"
     return _change(lead_id, do, "#campaigns-heading")
 

@@ -87,7 +87,7 @@ def suppress(email_address: str, detail: str, mail_id: int | None = None) -> boo
 def mark_bounced(lead: Lead, detail: str, mail_id: int | None) -> None:
     """Suppress the address and score the bounce (once per mail)."""
     from ..scoring import track
-    from .engine import _finish
+    from .engine import finish
     from ..models import Enrollment
     if lead.bounced_at is None:
         lead.bounced_at = utcnow()
@@ -95,7 +95,7 @@ def mark_bounced(lead: Lead, detail: str, mail_id: int | None) -> None:
           properties={"message_id": mail_id, "detail": detail[:300]}, source="bounce")
     for enrollment in session.execute(select(Enrollment).where(Enrollment.lead_id == lead.id,
                                                                Enrollment.status == "active")).scalars():
-        _finish(enrollment, "exited", "suppressed:bounced", utcnow())
+        finish(enrollment, "exited", "suppressed:bounced", utcnow())
 
 
 def ingest_mbox(path) -> dict:

@@ -171,12 +171,12 @@ def exit_reached_goals(lead: Lead, event_kind: str | None = None) -> int:
             continue
         reason = decide.goal_reached(campaign, facts(lead), decide.Engagement(events=events))
         if reason:
-            _finish(enrollment, "exited", reason, utcnow())
+            finish(enrollment, "exited", reason, utcnow())
             ended += 1
     return ended
 
 
-def _finish(enrollment: Enrollment, status: str, reason: str, now: datetime) -> None:
+def finish(enrollment: Enrollment, status: str, reason: str, now: datetime) -> None:
     enrollment.status, enrollment.exit_reason, enrollment.finished_at = status, reason, now
 
 
@@ -224,7 +224,7 @@ def process_batch(now: datetime, batch: int) -> tuple[list[int], int]:
     for enrollment in enrollments:
         campaign = defined.get(enrollment.campaign)
         if campaign is None:
-            _finish(enrollment, "exited", "campaign_removed", now)
+            finish(enrollment, "exited", "campaign_removed", now)
             continue
         if campaign.slug in stopped:
             enrollment.due_at = now + timedelta(minutes=config["NURTURE_PAUSED_RECHECK_MINUTES"])
@@ -233,7 +233,7 @@ def process_batch(now: datetime, batch: int) -> tuple[list[int], int]:
         lead_facts = facts(lead)
         position = _position(campaign, enrollment)
         if position is None:
-            _finish(enrollment, "exited", f"step_removed:{enrollment.step_key}", now)
+            finish(enrollment, "exited", f"step_removed:{enrollment.step_key}", now)
             continue
         cap = decide.Cap(config["NURTURE_CAP_EMAILS"], config["NURTURE_CAP_DAYS"], caps.get(lead.id, ()))
         decision = decide.advance(campaign, position, lead_facts, engagement[enrollment.id], now, cap)
@@ -265,7 +265,7 @@ def _apply(enrollment: Enrollment, campaign: Campaign, lead: Lead, decision: dec
            now: datetime) -> int | None:
     enrollment.path = list(enrollment.path or []) + list(decision.hops)
     if decision.action == "finish":
-        _finish(enrollment, decision.status, decision.reason, now)
+        finish(enrollment, decision.status, decision.reason, now)
         return None
     if decision.action == "wait":
         if not enrollment.waiting or enrollment.step_key != decision.step_key:
@@ -281,7 +281,7 @@ def _apply(enrollment: Enrollment, campaign: Campaign, lead: Lead, decision: dec
     mail_id = queue_step_mail(enrollment, campaign, campaign.step(decision.step_key), lead, visit, now)
     enrollment.path = enrollment.path + [decision.step_key]
     if decision.next_key is None:
-        _finish(enrollment, "completed", "last step done", now)
+        finish(enrollment, "completed", "last step done", now)
     else:
         enrollment.step_key, enrollment.waiting, enrollment.due_at = decision.next_key, False, now
     return mail_id
