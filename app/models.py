@@ -64,6 +64,9 @@ class Submission(Base):
 class Lead(Base):
     """One person, keyed by normalized email."""
     __tablename__ = "leads"
+    # The leads list pages by (sort value, id): one index per sort order.
+    __table_args__ = tuple(Index(f"ix_leads_{column}_id", column, "id")
+                           for column in ("name", "score", "created_at", "mql_at"))
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str | None] = mapped_column(String(300))
