@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-dev bench
+.PHONY: run test install install-dev bench translations
 
 $(BIN)/leadflow: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -11,13 +11,17 @@ $(BIN)/leadflow: pyproject.toml
 	$(BIN)/pip install -q -e .
 	touch $@
 
+MO := translations/fr/LC_MESSAGES/messages.mo
+$(MO): translations/fr/LC_MESSAGES/messages.po $(BIN)/leadflow
+	$(BIN)/pybabel compile -d translations --statistics
+
 $(VENV)/.dev: $(BIN)/leadflow package.json
 	$(BIN)/pip install -q -e '.[dev]'
 	npm install --no-audit --no-fund --silent
 	touch $@
 
-install: $(BIN)/leadflow
-install-dev: $(VENV)/.dev
+install: $(BIN)/leadflow $(MO)
+install-dev: $(VENV)/.dev $(MO)
 
 # Embedded default: SQLite in instance/, tasks in-process, mail to the outbox.
 run: install
@@ -31,3 +35,10 @@ test: install-dev
 
 bench: install-dev
 	$(BIN)/python bench/capture.py
+
+# After changing UI strings: refresh the catalogue, translate the new French
+# entries in translations/fr/LC_MESSAGES/messages.po, then `make install`.
+translations: install
+	$(BIN)/pybabel extract -F babel.cfg -k lazy_gettext -k N_ -k _l -o translations/messages.pot .
+	$(BIN)/pybabel update -i translations/messages.pot -d translations
+	$(BIN)/pybabel compile -d translations
