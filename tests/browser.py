@@ -171,4 +171,15 @@ def login(page, base_url: str, email: str, password: str = "correct horse batter
     page.wait_for_load_state()
 
 
-__all__.append("login")
+def new_tab(browser, locale: str):
+    """A fresh context in this locale, its page collecting JavaScript errors."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale=locale)
+    context.set_default_timeout(TIMEOUT_MS)
+    tab = context.new_page()
+    errors = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    tab.js_errors = errors
+    return context, tab
+
+
+__all__ += ["login", "new_tab"]

@@ -12,20 +12,10 @@ from app.models import CampaignState, Submission
 from tests import factories
 from tests.a11y import assert_accessible
 from tests.browser import *  # noqa: F403 (fixtures: browser, page, leadflow)
-from tests.browser import TIMEOUT_MS, login
+from tests.browser import login, new_tab
 from tests.capture_data import person, post_json
 
 pytestmark = pytest.mark.browser
-
-
-def new_tab(browser, locale: str):
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale=locale)
-    context.set_default_timeout(TIMEOUT_MS)
-    tab = context.new_page()
-    errors = []
-    tab.on("pageerror", lambda exc: errors.append(str(exc)))
-    tab.js_errors = errors
-    return context, tab
 
 
 def review_item(leadflow) -> int:
