@@ -247,7 +247,9 @@ class Mail(Base):
     html: Mapped[str] = mapped_column(Text)
     text: Mapped[str] = mapped_column(Text)
     headers: Mapped[dict] = mapped_column(JSONType, default=dict)
-    # pending → sending → sent | outbox (no SMTP) | failed | bounced
+    # pending → sending → sent | outbox (no SMTP) | failed | bounced | suppressed
+    # (the lead unsubscribed or bounced since it was queued) | unknown (a
+    # worker died mid-send: never resent, see mailer.py)
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)

@@ -55,6 +55,8 @@ def celery_settings(broker: str) -> dict:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "broker_connection_retry_on_startup": True,
+        # A worker keeps trying to reach a broker that is down, however long.
+        "broker_connection_max_retries": None,
         # Database first, broker second: a publish that fails is not retried
         # for long; the row stays pending and the sweep queues it again.
         "task_publish_retry": False,
@@ -72,7 +74,20 @@ celery.conf.update(celery_settings(os.environ.get("CELERY_BROKER_URL", "")))
 
 
 def configure(app) -> None:
-    celery.conf.update(celery_settings(app.config["CELERY_BROKER_URL"]))
+    settings = celery_settings(app.config["CELERY_BROKER_URL"])
+    if settings["broker_url"] != celery.conf.broker_url:
+        _drop_broker_pools()
+    celery.conf.update(settings)
+
+
+def _drop_broker_pools() -> None:
+    """Celery keeps its connection and producer pools, made for the broker it
+    first published to: without this, an app configured for another broker
+    (a second create_app in the same process) would still send there."""
+    celery._pool = None
+    amqp = celery.__dict__.get("amqp")
+    if amqp is not None:
+        amqp._producer_pool = None
 
 
 @worker_process_init.connect
@@ -131,9 +146,9 @@ def sweep(now: str | None = None) -> dict:
 
 
 @celery.task(name="leadflow.nurture_tick")
-def nurture_tick() -> int:
+def nurture_tick(now: str | None = None) -> int:
     from .nurture.engine import run_due
-    return run_due()
+    return run_due(_moment(now))
 
 
 def start_embedded_scheduler(app, every: float = 30.0) -> threading.Thread:

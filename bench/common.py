@@ -158,3 +158,62 @@ def drive(label: str, port: int, path: str, make_body, seconds: float, threads: 
         worker.join()
     result.seconds = time.monotonic() - began
     return result
+
+
+# --- an SMTP sink in a process of its own ------------------------------------
+
+class _CountingHandler:
+    """aiosmtpd handler that only counts what it accepts (no parsing)."""
+
+    def __init__(self, messages, size):
+        self.messages, self.size = messages, size
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.messages.get_lock():
+            self.messages.value += 1
+            self.size.value += len(envelope.content)
+        return "250 Message accepted"
+
+
+def _serve_sink(port, messages, size, ready, stop):
+    from aiosmtpd.controller import Controller
+    controller = Controller(_CountingHandler(messages, size), hostname="127.0.0.1", port=port)
+    controller.start()
+    ready.set()
+    stop.wait()
+    controller.stop()
+
+
+@dataclass
+class SinkCounters:
+    port: int
+    messages: object   # multiprocessing.Value: emails accepted so far
+    size: object       # multiprocessing.Value: bytes of those emails
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+
+@contextmanager
+def smtp_sink():
+    """An aiosmtpd server in a spawned process (so that it does not share a
+    GIL with what is measured), accepting and counting every email; yields
+    its SinkCounters. Stopped through an event, then by its own pid."""
+    import multiprocessing
+    context = multiprocessing.get_context("spawn")
+    port = free_port()
+    messages, size = context.Value("q", 0), context.Value("q", 0)
+    ready, stop = context.Event(), context.Event()
+    process = context.Process(target=_serve_sink, args=(port, messages, size, ready, stop), daemon=True)
+    process.start()
+    try:
+        if not ready.wait(30):
+            raise RuntimeError("the SMTP sink did not start")
+        yield SinkCounters(port, messages, size)
+    finally:
+        stop.set()
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+            process.join(5)

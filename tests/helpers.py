@@ -60,3 +60,15 @@ def redis_available() -> bool:
         return bool(redis.Redis.from_url(REDIS_URL, socket_timeout=1).ping())
     except Exception:
         return False
+
+
+def next_monday_10_paris(weeks_ahead: int = 2):
+    """A Monday at 10:00 in Paris, at least `weeks_ahead` weeks from now (UTC).
+    Tests that drive the nurture engine with a stand-in clock need one in the
+    future: enrollments are due from the real time they were made."""
+    from datetime import datetime, time, timedelta, timezone
+    from zoneinfo import ZoneInfo
+    paris = ZoneInfo("Europe/Paris")
+    day = datetime.now(paris).date() + timedelta(weeks=weeks_ahead)
+    day += timedelta(days=(7 - day.weekday()) % 7)
+    return datetime.combine(day, time(10, 0), tzinfo=paris).astimezone(timezone.utc)

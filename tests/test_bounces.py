@@ -17,8 +17,9 @@ from app.nurture.bounces import failed_recipients, ingest_message, original_mail
 from app.nurture.engine import run_due
 from tests.capture_data import english_person, person, post_json
 from tests.services import SmtpSink
+from tests.helpers import next_monday_10_paris
 
-MONDAY_10_PARIS = datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc)
+MONDAY_10_PARIS = next_monday_10_paris()
 LEA, JORDAN, CAMILLE = "lea@acme.fr", "jordan@acme-widgets.com", "camille.martin@boulangeries.fr"
 
 

@@ -17,8 +17,9 @@ from app.nurture import engine
 from app.nurture.engine import run_due
 from app.scoring import lock_lead
 from tests.capture_data import english_person, person, post_json
+from tests.helpers import next_monday_10_paris
 
-MONDAY_10_PARIS = datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc)
+MONDAY_10_PARIS = next_monday_10_paris()
 SATURDAY = MONDAY_10_PARIS - timedelta(days=2)
 LEA = "lea@acme.fr"
 

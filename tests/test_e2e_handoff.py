@@ -108,10 +108,20 @@ def test_a_lead_crosses_the_threshold_and_sales_hears_of_it(stack):
         assert history[2].actor == f"user:{claire.id}"
     sink.wait_for(lambda m: claire.email in m.recipients and m is not mail)
     hooks.wait_for(2)
-    with app.app_context():
-        statuses = session.execute(select(Mail.status)).scalars().all()
-        assert statuses and set(statuses) == {"sent"}
-        assert set(session.execute(select(WebhookDelivery.status)).scalars()) == {"delivered"}
+    # the worker marks a row sent a moment after the server has the message
+    assert eventually(app, lambda: set(session.execute(select(Mail.status)).scalars()) == {"sent"})
+    assert eventually(app, lambda: set(session.execute(select(WebhookDelivery.status)).scalars()) == {"delivered"})
+
+
+def eventually(app, check, timeout=10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with app.app_context():
+            if check():
+                return True
+            session.rollback()
+        time.sleep(0.05)
+    return False
 
 
 def test_queued_work_survives_a_dead_broker(app_factory, pg_url, forms_dir):

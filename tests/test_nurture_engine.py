@@ -10,10 +10,11 @@ from app.models import Enrollment, Lead, Mail
 from app.nurture.engine import run_due
 from app.nurture.stats import campaign_totals, step_stats
 from tests.capture_data import english_person, person, post_json
+from tests.helpers import next_monday_10_paris
 
 BROWSER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
                          "Chrome/126.0 Safari/537.36"}
-MONDAY_10_PARIS = datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc)  # 10:00 in Paris
+MONDAY_10_PARIS = next_monday_10_paris()
 
 
 def mails(**where):
@@ -41,7 +42,7 @@ def test_first_email_waits_for_the_send_window_then_goes_once(app, lead_in_campa
         saturday = MONDAY_10_PARIS - timedelta(days=2)
         assert run_due(saturday) == 0
         enrollment = session.execute(select(Enrollment)).scalar_one()
-        assert enrollment.due_at.astimezone(timezone.utc) == datetime(2026, 11, 30, 8, 0, tzinfo=timezone.utc)
+        assert enrollment.due_at.astimezone(timezone.utc) == MONDAY_10_PARIS - timedelta(hours=1)  # opens at 09:00
         assert run_due(MONDAY_10_PARIS) == 1
         assert run_due(MONDAY_10_PARIS) == 0  # at most once
         (mail,) = mails()

@@ -16,8 +16,9 @@ from app.workspace.flow import cards
 from tests import factories
 from tests.capture_data import person, post_json
 from tests.test_auth import login, make_user, token
+from tests.helpers import next_monday_10_paris
 
-MONDAY_10_PARIS = datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc)
+MONDAY_10_PARIS = next_monday_10_paris()
 
 BROKEN = """\
 name: Broken

@@ -4,7 +4,6 @@ postal address, and RFC 8058 one-click unsubscribe headers."""
 import re
 
 from flask import current_app
-from markupsafe import Markup
 
 from ..db import session
 from ..emails import queue_mail, render
@@ -57,8 +56,9 @@ def queue_step_mail(enrollment: Enrollment, campaign: Campaign, step: Step, lead
                "base_url": current_app.config["BASE_URL"].rstrip("/")}
     html, text = render(step.send.template, **context)
     html = track_links(html, lead.id, mail_id)
-    html = html.replace("</body>", Markup(f'<img src="{open_pixel_url(lead.id, mail_id)}" width="1" height="1" '
-                                          'alt="" style="display:block;border:0">') + "</body>", 1)
+    pixel = (f'<img src="{open_pixel_url(lead.id, mail_id)}" width="1" height="1" alt="" '
+             'style="display:block;border:0">')
+    html = html.replace("</body>", pixel + "</body>", 1)
     domain = current_app.config["BASE_URL"].split("//", 1)[-1].split("/")[0].split(":")[0] or "leadflow.local"
     mail = session.get(Mail, mail_id)
     mail.html, mail.text = html, text
