@@ -37,6 +37,7 @@ def load_settings(overrides: dict | None = None) -> dict:
         "DATABASE_URL": os.environ.get("DATABASE_URL", f"sqlite:///{instance / 'leadflow.db'}"),
         "SECRET_KEY": os.environ.get("SECRET_KEY") or _persistent_secret(instance),
         "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", ""),
+        "CELERY_QUEUE": os.environ.get("CELERY_QUEUE", "celery"),
         "REDIS_URL": os.environ.get("REDIS_URL", ""),
         "SMTP_URL": os.environ.get("SMTP_URL", ""),
         "BASE_URL": os.environ.get("BASE_URL", "http://localhost:5000"),

@@ -44,9 +44,11 @@ class AppTask(Task):
 celery = Celery("leadflow", task_cls=AppTask)
 
 
-def celery_settings(broker: str) -> dict:
+def celery_settings(broker: str, queue: str = "celery") -> dict:
     return {
         "broker_url": broker or "memory://",
+        # One queue name per deployment (or test session) sharing a broker.
+        "task_default_queue": queue or "celery",
         "task_always_eager": not broker,
         "task_ignore_result": True,
         # A task is acknowledged after it ran: a worker killed mid-task leaves
@@ -70,11 +72,17 @@ def celery_settings(broker: str) -> dict:
     }
 
 
-celery.conf.update(celery_settings(os.environ.get("CELERY_BROKER_URL", "")))
+celery.conf.update(celery_settings(os.environ.get("CELERY_BROKER_URL", ""),
+                                   os.environ.get("CELERY_QUEUE", "celery")))
 
 
 def configure(app) -> None:
-    settings = celery_settings(app.config["CELERY_BROKER_URL"])
+    configure_broker(app.config["CELERY_BROKER_URL"], app.config["CELERY_QUEUE"])
+
+
+def configure_broker(broker: str, queue: str = "celery") -> None:
+    """Point the Celery app at a broker; an empty URL runs tasks in-process."""
+    settings = celery_settings(broker, queue)
     if settings["broker_url"] != celery.conf.broker_url:
         _drop_broker_pools()
     celery.conf.update(settings)

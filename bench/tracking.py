@@ -166,7 +166,7 @@ def crossing_latency(url: str, env: dict, samples: int) -> list[float]:
     finally:
         worker.stop()
         sink.stop()
-        tasks.configure(type("C", (), {"config": {"CELERY_BROKER_URL": ""}})())
+        tasks.configure_broker("")
     return latencies
 
 

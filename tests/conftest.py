@@ -12,6 +12,10 @@ from app.config import PROJECT_ROOT
 from tests.helpers import create_pg_database, free_port, truncate_all
 
 os.environ.setdefault("LEADFLOW_INSTANCE", "/tmp/leadflow-test-instance")
+# Every test process (and the Celery workers it starts, which inherit the
+# environment) gets its own queue: runs sharing a Redis never take each
+# other's tasks.
+os.environ["CELERY_QUEUE"] = f"leadflow-test-{os.getpid()}"
 
 # Browser fixtures live in one plugin: two modules each defining a session
 # chromium would start two Playwright loops in one process, which fails.

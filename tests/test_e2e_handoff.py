@@ -36,7 +36,7 @@ def stack(app_factory, pg_url, forms_dir):
         print("".join(worker.output[-60:]))  # shown when the test fails
         sink.stop()
         hooks.stop()
-        tasks.configure(type("C", (), {"config": {"CELERY_BROKER_URL": ""}})())
+        tasks.configure_broker("")
 
 
 def test_a_lead_crosses_the_threshold_and_sales_hears_of_it(stack):
@@ -140,4 +140,4 @@ def test_queued_work_survives_a_dead_broker(app_factory, pg_url, forms_dir):
             assert session.get(Lead, lead.id, populate_existing=True).stage == "mql"
             assert session.execute(select(Mail.status)).scalar_one() == "pending"
     finally:
-        tasks.configure(type("C", (), {"config": {"CELERY_BROKER_URL": ""}})())
+        tasks.configure_broker("")

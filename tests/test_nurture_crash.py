@@ -202,4 +202,4 @@ def test_sigkill_mid_batch_sends_each_email_at_most_once_and_loses_at_most_the_o
             print("".join(second.output[-20:]))
         sink.stop()
         redis.Redis.from_url(broker).flushdb()
-        tasks.configure(type("C", (), {"config": {"CELERY_BROKER_URL": ""}})())
+        tasks.configure_broker("")

@@ -187,7 +187,7 @@ def start_stack(app_factory, pg_url, forms_dir, tmp_path):
             redis.Redis.from_url(broker, socket_timeout=1, socket_connect_timeout=1).flushdb()
         except redis.RedisError:
             pass
-    tasks.configure(type("C", (), {"config": {"CELERY_BROKER_URL": ""}})())
+    tasks.configure_broker("")
 
 
 # --- helpers -------------------------------------------------------------------------
