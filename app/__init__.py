@@ -74,6 +74,8 @@ def _register_blueprints(app: Flask) -> None:
         app.register_blueprint(blueprint)
     from .leads_ui import bp as leads_bp  # /leads, and `leadflow leads import`
     app.register_blueprint(leads_bp)
+    from .dashboard.overview import bp as reports_bp  # /overview, `leadflow reports ...`
+    app.register_blueprint(reports_bp)
 
 
 def _wants_json() -> bool:

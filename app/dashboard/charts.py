@@ -40,7 +40,9 @@ def line_chart(points: list[tuple[str, float]], title: str, width: int = 640, he
                      f'text-anchor="end" fill="{PALETTE[4]}">{threshold:g}</text>')
     for index in sorted({0, len(points) - 1}):
         x, _ = xy(index, points[index][1])
-        parts.append(f'<text x="{x:.1f}" y="{height - 6}" font-size="11" text-anchor="middle">'
+        # The last label ends at its point, so that it is not cut at the edge.
+        anchor = "end" if index and index == len(points) - 1 else "middle"
+        parts.append(f'<text x="{x:.1f}" y="{height - 6}" font-size="11" text-anchor="{anchor}">'
                      f'{escape(points[index][0])}</text>')
     return _svg(width, height, title, "".join(parts))
 
