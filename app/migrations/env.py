@@ -9,8 +9,14 @@ config = context.config
 url = config.get_main_option("sqlalchemy.url")
 
 
+def include_object(obj, name, type_, reflected, compare_to):
+    """Autogenerate manages what the models define; objects made by hand in
+    migrations (reporting tables and views, trigram indexes) are left alone."""
+    return not (reflected and compare_to is None)
+
+
 def run_migrations_offline():
-    context.configure(url=url, target_metadata=Base.metadata, literal_binds=True,
+    context.configure(url=url, target_metadata=Base.metadata, literal_binds=True, include_object=include_object,
                       render_as_batch=url.startswith("sqlite"))
     with context.begin_transaction():
         context.run_migrations()
@@ -26,7 +32,7 @@ def run_migrations_online():
 
 
 def _run(connection):
-    context.configure(connection=connection, target_metadata=Base.metadata,
+    context.configure(connection=connection, target_metadata=Base.metadata, include_object=include_object,
                       render_as_batch=connection.dialect.name == "sqlite")
     with context.begin_transaction():
         context.run_migrations()

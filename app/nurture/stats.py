@@ -34,34 +34,28 @@ def step_stats(slug: str) -> dict[str, dict]:
 
 
 def _unsubscribes_by_step(slug: str) -> dict[str, int]:
-    mails = {mail_id: step for mail_id, step in session.execute(
-        select(Mail.id, Mail.step_key).where(Mail.campaign == slug))}
-    counts: dict[str, int] = {}
-    if not mails:
-        return counts
-    for properties, in session.execute(select(Event.properties).where(
-            Event.kind == "unsubscribed", Event.lead_id.in_(
-                select(Mail.lead_id).where(Mail.campaign == slug)))):
-        step = mails.get((properties or {}).get("message_id"))
-        if step:
-            counts[step] = counts.get(step, 0) + 1
-    return counts
+    """Unsubscribe events joined to the mail they came from, in SQL (the
+    partial index on unsubscribe events keeps this small at 20M events)."""
+    message_id = Event.properties["message_id"].as_integer()
+    return dict(session.execute(
+        select(Mail.step_key, func.count(func.distinct(Event.lead_id)))
+        .join(Mail, Mail.id == message_id)
+        .where(Event.kind == "unsubscribed", Mail.campaign == slug)
+        .group_by(Mail.step_key)).all())
 
 
 def campaign_totals(slug: str) -> dict:
     enrolled = dict(session.execute(select(Enrollment.status, func.count()).where(Enrollment.campaign == slug)
                                     .group_by(Enrollment.status)).all())
-    mails = session.execute(select(*_mail_counts()).where(Mail.campaign == slug)).one()
     conversions = dict(session.execute(
         select(StageChange.to_stage, func.count(func.distinct(StageChange.lead_id)))
         .join(Enrollment, and_(Enrollment.lead_id == StageChange.lead_id, Enrollment.campaign == slug,
                                StageChange.at >= Enrollment.entered_at))
         .where(StageChange.to_stage.in_(("mql", "sql"))).group_by(StageChange.to_stage)).all())
-    steps = step_stats(slug)
+    # the campaign's mail figures are the sum of its steps': one scan of its mails
+    steps = step_stats(slug).values()
+    mail_totals = {key: sum(step[key] for step in steps) for key in
+                   ("sent", "delivered", "bounced", "opened", "clicked", "machine_opened", "unsubscribed")}
     return {"enrolled": sum(enrolled.values()), "active": enrolled.get("active", 0),
             "completed": enrolled.get("completed", 0), "exited": enrolled.get("exited", 0),
-            "sent": mails.mails, "delivered": mails.delivered or 0, "bounced": mails.bounced or 0,
-            "opened": mails.opened or 0, "clicked": mails.clicked or 0,
-            "machine_opened": mails.machine_only or 0,
-            "unsubscribed": sum(s["unsubscribed"] for s in steps.values()),
-            "mql": conversions.get("mql", 0), "sql": conversions.get("sql", 0)}
+            **mail_totals, "mql": conversions.get("mql", 0), "sql": conversions.get("sql", 0)}
