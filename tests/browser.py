@@ -163,8 +163,9 @@ def wait_until_human(page, since: float, ms: int = HUMAN_MS):
 
 
 def login(page, base_url: str, email: str, password: str = "correct horse battery") -> None:
-    """Log in through the real form, as a person would."""
-    page.goto(f"{base_url}/login")
+    """Log in through the real form, as a person would (reading it in English,
+    whatever the browser's language: the pages after it follow the browser)."""
+    page.goto(f"{base_url}/login?lang=en")
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()

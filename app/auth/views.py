@@ -1,6 +1,8 @@
 """Blueprint `auth`: login, logout, and the `leadflow users ...` commands."""
 import click
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -21,8 +23,8 @@ _dummy_hash = None
 
 
 class LoginForm(FlaskForm):
-    email = StringField("Email", validators=[DataRequired(), Length(max=320)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
+    email = StringField(lazy_gettext("Email"), validators=[DataRequired(), Length(max=320)])
+    password = PasswordField(lazy_gettext("Password"), validators=[DataRequired(), Length(max=1024)])
     next = HiddenField()
 
 
@@ -57,9 +59,9 @@ def login():
             session.clear()  # nothing from before the login survives it
             login_user(user)
             return redirect(target)
-        error = "Wrong email or password."
+        error = _("Wrong email or password.")
     elif request.method == "POST":
-        error = "Enter your email and password."
+        error = _("Enter your email and password.")
     return render_template("pages/login.html", form=form, error=error)
 
 
@@ -67,7 +69,7 @@ def login():
 def logout():
     logout_user()
     session.clear()
-    flash("You are logged out.", "info")
+    flash(_("You are logged out."), "info")
     return redirect(url_for("auth.login"))
 
 
