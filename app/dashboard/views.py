@@ -41,7 +41,8 @@ def embed_codes(slug: str, base_url: str, title: str) -> dict[str, str]:
 
 @bp.get("/")
 def home():
-    return forms()
+    """A marketer's Monday morning starts on the overview."""
+    return redirect(url_for("reports.overview"))
 
 
 PERIODS = (7, 30, 90, 365)
