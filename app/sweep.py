@@ -32,9 +32,13 @@ def run(now=None) -> dict:
                             .execution_options(synchronize_session=False)).rowcount
     from .sales.handoff import check_sla
     sla = check_sla(now)
+    # Keep the reporting spans current between page views (a big import would
+    # otherwise leave its backlog to the next person opening the overview).
+    from .dashboard.reports import refresh as refresh_reports
+    spans = refresh_reports()
     tasks.commit()
     for mail_id in mails:
         tasks.send("leadflow.send_mail", mail_id, clock)
     for delivery_id in hooks:
         tasks.send("leadflow.deliver_webhook", delivery_id, clock)
-    return {"mails": len(mails), "webhooks": len(hooks), "stuck": stuck, "sla": sla}
+    return {"mails": len(mails), "webhooks": len(hooks), "stuck": stuck, "sla": sla, "report_leads": spans}

@@ -8,7 +8,7 @@ from functools import wraps
 from urllib.parse import urlsplit
 
 from flask import abort, flash, jsonify, redirect, request, url_for
-from flask_babel import lazy_gettext
+from flask_babel import gettext, lazy_gettext
 from flask_login import LoginManager, current_user
 
 from ..db import session
@@ -62,7 +62,7 @@ def _unauthorized():
     if wants_json():
         return jsonify(error="Log in first.", status=401), 401
     if request.path != "/":  # the front door needs no explanation
-        flash("Please log in to see that page.", "info")
+        flash(gettext("Please log in to see that page."), "info")
     target = request.full_path if request.query_string else request.path
     return redirect(url_for("auth.login", next=target))
 
