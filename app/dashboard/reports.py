@@ -350,10 +350,12 @@ def review_waiting() -> int:
 def campaigns_summary() -> list[dict]:
     """All-time figures of each campaign (app.nurture.stats), with rates."""
     from ..nurture.engine import campaigns
-    from ..nurture.stats import campaign_totals
+    from ..nurture.stats import all_campaign_totals
+    defined = campaigns()
+    figures = all_campaign_totals(defined)
     rows = []
-    for slug, campaign in sorted(campaigns().items()):
-        totals = campaign_totals(slug)
+    for slug, campaign in sorted(defined.items()):
+        totals = figures[slug]
         rows.append({"slug": slug, "name": campaign.definition.name, "sent": totals["sent"],
                      "delivered": totals["delivered"],
                      "open_rate": _rate(totals["opened"], totals["delivered"]),

@@ -42,11 +42,12 @@ def campaigns_group():
 @with_appcontext
 def campaigns_list():
     from .engine import campaigns, paused
-    from .stats import campaign_totals
+    from .stats import all_campaign_totals
     stopped = paused()
     registry = current_app.extensions["leadflow.campaigns"]
+    figures = all_campaign_totals(campaigns())
     for slug, campaign in sorted(campaigns().items()):
-        totals = campaign_totals(slug)
+        totals = figures[slug]
         click.echo(f"{slug}\t{campaign.definition.name}\t{'paused' if slug in stopped else 'running'}\t"
                    f"active {totals['active']}\tsent {totals['sent']}")
     for error in registry.errors:

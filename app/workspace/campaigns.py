@@ -12,7 +12,7 @@ from ..db import session
 from ..models import CampaignState, Enrollment
 from ..nurture.engine import campaigns as defined_campaigns
 from ..nurture.engine import enroll_existing, paused, set_paused
-from ..nurture.stats import campaign_totals, step_stats
+from ..nurture.stats import all_campaign_totals, campaign_totals, step_stats
 from .flow import cards
 
 bp = Blueprint("campaigns", __name__)
@@ -43,7 +43,8 @@ def index():
     defined = defined_campaigns()  # refreshes the registry, and with it its errors
     errors = current_app.extensions["leadflow.campaigns"].errors
     stopped = paused()
-    rows = [(campaign, campaign_totals(slug)) for slug, campaign in sorted(defined.items())]
+    figures = all_campaign_totals(defined)
+    rows = [(campaign, figures[slug]) for slug, campaign in sorted(defined.items())]
     return render_template("pages/campaigns.html", rows=rows, stopped=stopped, errors=errors,
                            broken=_errors_by_slug(errors))
 
