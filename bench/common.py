@@ -108,10 +108,13 @@ class LoadResult:
         return statistics.quantiles(self.latencies, n=100, method="inclusive")[int(p) - 1]
 
 
-def drive(label: str, port: int, path: str, make_body, seconds: float, threads: int) -> LoadResult:
+def drive(label: str, port: int, path, make_body, seconds: float, threads: int,
+          headers: dict | None = None) -> LoadResult:
     """Closed loop: `threads` clients, each posting make_body(thread, i) (bytes
-    of JSON) as fast as answers come, for `seconds`. Connections are kept
-    alive when the server allows it (sync gunicorn workers close them)."""
+    of JSON) as fast as answers come, for `seconds`; with make_body None they
+    GET instead. `path` is a string, or path(thread, i) for a path per request.
+    Connections are kept alive when the server allows it (sync gunicorn
+    workers close them)."""
     result = LoadResult(label, seconds)
     lock = threading.Lock()
     start = threading.Barrier(threads + 1)
@@ -121,13 +124,17 @@ def drive(label: str, port: int, path: str, make_body, seconds: float, threads: 
         conn, sent, statuses, errors, latencies = None, 0, Counter(), Counter(), []
         start.wait()
         while time.monotonic() < stop_at[0]:
-            body = make_body(n, sent)
+            body = make_body(n, sent) if make_body else None
+            target = path(n, sent) if callable(path) else path
             sent += 1
             began = time.perf_counter()
             try:
                 if conn is None:
                     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-                conn.request("POST", path, body, {"Content-Type": "application/json"})
+                if body is None:
+                    conn.request("GET", target, headers=headers or {})
+                else:
+                    conn.request("POST", target, body, {"Content-Type": "application/json", **(headers or {})})
                 response = conn.getresponse()
                 response.read()
                 statuses[response.status] += 1

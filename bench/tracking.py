@@ -15,17 +15,14 @@ SMTP server; optionally `leadflow rescore` on a large log.
     time until the salesperson's email arrives is measured.
 """
 import argparse
-import http.client
 import json
 import os
 import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -33,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from bench.common import ROOT, LoadResult, create_database, drop_database, gunicorn  # noqa: E402
+from bench.common import ROOT, LoadResult, create_database, drive, drop_database, gunicorn  # noqa: E402
 
 SECRET = "bench-secret-" + uuid.uuid4().hex
 CHROME = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 "
@@ -41,46 +38,8 @@ CHROME = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko
 
 
 def drive_get(label: str, port: int, paths, seconds: float, threads: int) -> LoadResult:
-    """Closed loop of GETs; paths(thread, i) names each request's path."""
-    result = LoadResult(label, seconds)
-    lock, start = threading.Lock(), threading.Barrier(threads + 1)
-    stop_at = [0.0]
-
-    def client(n: int):
-        conn, sent, statuses, errors, latencies = None, 0, Counter(), Counter(), []
-        start.wait()
-        while time.monotonic() < stop_at[0]:
-            path = paths(n, sent)
-            sent += 1
-            began = time.perf_counter()
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-                conn.request("GET", path, headers={"User-Agent": CHROME})
-                response = conn.getresponse()
-                response.read()
-                statuses[response.status] += 1
-                latencies.append(time.perf_counter() - began)
-                if response.will_close:
-                    conn.close()
-                    conn = None
-            except (OSError, http.client.HTTPException) as exc:
-                errors[type(exc).__name__] += 1
-                conn = None
-        with lock:
-            result.sent += sent
-            result.statuses.update(statuses)
-            result.errors.update(errors)
-            result.latencies.extend(latencies)
-
-    workers = [threading.Thread(target=client, args=(n,)) for n in range(threads)]
-    for worker in workers:
-        worker.start()
-    stop_at[0] = time.monotonic() + seconds
-    start.wait()
-    for worker in workers:
-        worker.join()
-    return result
+    """GETs as a mail client's browser would send them; paths(thread, i)."""
+    return drive(label, port, paths, None, seconds, threads, headers={"User-Agent": CHROME})
 
 
 def report(result: LoadResult) -> None:
