@@ -13,13 +13,11 @@ import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import psycopg
 import pytest
-from sqlalchemy.engine import make_url
 
 from app import migrate
 from app.db import session
-from tests.helpers import PG_ADMIN_URL, create_pg_database, free_port, live_server
+from tests.helpers import create_pg_database, drop_pg_database, free_port, live_server
 
 CHROMIUM = os.environ.get("LEADFLOW_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -58,17 +56,6 @@ def page(browser):
     context.close()
 
 
-def _drop_pg_database(url: str) -> None:
-    from app.db import _engines
-    engine = _engines.pop(url, None)
-    if engine is not None:
-        engine.dispose()
-    admin = make_url(PG_ADMIN_URL)
-    conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
-
-
 @pytest.fixture(scope="session")
 def browser_pg_url():
     """A PostgreSQL database of this test process alone. The shared pg_url is
@@ -78,7 +65,7 @@ def browser_pg_url():
     url = create_pg_database(f"leadflow_browser_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{os.getpid()}")
     migrate.upgrade(url)
     yield url
-    _drop_pg_database(url)
+    drop_pg_database(url)
 
 
 @dataclass

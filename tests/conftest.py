@@ -9,7 +9,7 @@ import yaml
 
 from app import create_app, db, migrate
 from app.config import PROJECT_ROOT
-from tests.helpers import create_pg_database, free_port, truncate_all
+from tests.helpers import create_pg_database, drop_pg_database, free_port, truncate_all
 
 os.environ.setdefault("LEADFLOW_INSTANCE", "/tmp/leadflow-test-instance")
 # Every test process (and the Celery workers it starts, which inherit the
@@ -30,7 +30,8 @@ def _worker() -> str:
 def pg_url():
     url = create_pg_database(f"leadflow_test_{_worker()}_{os.getpid()}")
     migrate.upgrade(url)
-    return url
+    yield url
+    drop_pg_database(url)
 
 
 @pytest.fixture(scope="session")

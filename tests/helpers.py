@@ -29,6 +29,18 @@ def create_pg_database(name: str) -> str:
     return admin.set(database=name).render_as_string(hide_password=False)
 
 
+def drop_pg_database(url: str) -> None:
+    """Drop a test database (its engine disposed first), so runs leave none behind."""
+    from app.db import _engines
+    engine = _engines.pop(url, None)
+    if engine is not None:
+        engine.dispose()
+    admin = make_url(PG_ADMIN_URL)
+    conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+
+
 def truncate_all(engine) -> None:
     from app.db import Base
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]

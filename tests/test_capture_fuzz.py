@@ -29,7 +29,7 @@ from app.db import session
 from app.models import Lead, Submission
 from app.qualify.profile import normalize_email
 from tests.capture_data import aged_token, csrf_from, person
-from tests.helpers import PG_ADMIN_URL, create_pg_database
+from tests.helpers import create_pg_database, drop_pg_database
 
 SLUG = "contact"
 JSON_URL = f"/f/{SLUG}/submit"
@@ -49,16 +49,7 @@ def pg_url():
     migrate.upgrade(url)
     yield url
     db.session.remove()
-    db.engine_for(url).dispose()
-    drop_database(url)
-
-
-def drop_database(url: str) -> None:
-    import psycopg
-    from sqlalchemy.engine import make_url
-    admin = make_url(PG_ADMIN_URL).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+    drop_pg_database(url)
 
 
 # --- strategies ------------------------------------------------------------

@@ -21,7 +21,7 @@ from app.db import session
 from app.extensions import limiter
 from app.models import Lead, Submission
 from tests.capture_data import english_person, person, post_json
-from tests.helpers import PG_ADMIN_URL, create_pg_database, free_port
+from tests.helpers import create_pg_database, drop_pg_database, free_port
 
 pytestmark = [pytest.mark.services,
               pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server")]
@@ -35,12 +35,7 @@ def pg_url():
     migrate.upgrade(url)
     yield url
     db.session.remove()
-    db.engine_for(url).dispose()
-    import psycopg
-    from sqlalchemy.engine import make_url
-    admin = make_url(PG_ADMIN_URL).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+    drop_pg_database(url)
 
 
 @pytest.fixture
