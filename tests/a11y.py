@@ -19,3 +19,10 @@ def assert_accessible(page) -> None:
     summary = "\n".join(f"{v['impact']}: {v['id']}: {v['help']} ({len(v['nodes'])} nodes: "
                         f"{', '.join(str(n['target']) for n in v['nodes'][:3])})" for v in problems)
     assert not problems, f"axe found serious/critical violations on {page.url}:\n{summary}"
+
+
+def assert_page_in(page, url: str, lang: str) -> None:
+    """Open a page: it must be in this language and pass axe."""
+    page.goto(url)
+    assert page.locator("html").get_attribute("lang") == lang
+    assert_accessible(page)

@@ -10,7 +10,7 @@ from app.db import session
 from app.models import Note
 from app.scoring import lock_lead, track
 from tests import factories
-from tests.a11y import assert_accessible
+from tests.a11y import assert_accessible, assert_page_in
 from tests.browser import *  # noqa: F403 (fixtures: browser, page, leadflow)
 from tests.browser import login, new_tab
 
@@ -78,13 +78,8 @@ def test_leads_pages_are_accessible(browser, leadflow, team, locale, lang, tmp_p
     try:
         login(page, leadflow.url, "root@leadflow.example")
 
-        def check(path):
-            page.goto(leadflow.url + path)
-            assert page.locator("html").get_attribute("lang") == lang
-            assert_accessible(page)
-
         for path in ("/leads", "/leads?q=zzz", "/leads?score_min=oops", f"/leads/{team['lea']}", "/leads/import"):
-            check(path)
+            assert_page_in(page, leadflow.url + path, lang)
         # the import report, after an upload
         page.goto(leadflow.url + "/leads/import")
         page.locator("#file").set_input_files(files=[{
