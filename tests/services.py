@@ -4,6 +4,7 @@ import email
 import email.policy
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -153,6 +154,19 @@ class CeleryWorker:
             self.stop()
             raise RuntimeError("celery worker did not start:\n" + "".join(self.output[-40:]))
         return self
+
+    def wait_log(self, pattern: str, count: int = 1, timeout: float = 20.0) -> list[re.Match]:
+        """The log is read by a thread: a line the worker has written may not
+        be in `output` yet when the mail it sent has arrived, so wait for it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = list(re.finditer(pattern, "".join(self.output)))
+            if len(found) >= count:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{pattern!r} seen {len(found)} times, wanted {count}:\n"
+                                     + "".join(self.output[-40:]))
+            time.sleep(0.05)
 
     def kill(self):
         """SIGKILL, as a crash would."""
