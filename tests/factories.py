@@ -10,8 +10,8 @@ from app.scoring import refresh_fit
 
 
 def user(email="claire.sales@leadflow.example", name="Claire Dupont", role="sales", manager=False,
-         password="correct horse battery"):
-    found = User(email=email, name=name, role=role, is_manager=manager, active=True,
+         password="correct horse battery", language=None):
+    found = User(email=email, name=name, role=role, is_manager=manager, active=True, language=language,
                  password_hash=generate_password_hash(password))
     session.add(found)
     session.commit()

@@ -108,6 +108,31 @@ def test_sla_reminder_and_alert_are_sent_once(app):
         assert recipients == ["boss@leadflow.example", claire.email, claire.email]
 
 
+def test_each_salesperson_reads_notifications_in_their_own_language(app):
+    """The MQL notice and the SLA reminder go to Claire in French (her
+    setting); the manager, who chose no language, gets the alert in English."""
+    with app.app_context():
+        claire = factories.user(language="fr")
+        boss = factories.user("boss@leadflow.example", "Boss", manager=True)
+        lead = factories.lead(name="Léa Martin", company="Acme")
+        play(lead.id, factories.WORKED_EXAMPLE)
+        (notice,) = session.execute(select(Mail)).scalars().all()
+        assert notice.subject == "Nouveau MQL, tiède\u00a0: Léa Martin (Acme), score 51"
+        assert "Bonjour Claire Dupont, un lead qui vous est attribué" in notice.html
+        assert 'lang="fr"' in notice.html and "Pourquoi le score est élevé" in notice.html
+        assert "Canal suggéré\u00a0: LinkedIn" in notice.text and "Hello" not in notice.text
+        from app.sales.handoff import check_sla
+        assert check_sla(utcnow() + timedelta(hours=5)) == 2
+        tasks.commit()
+        reminder = session.execute(select(Mail).where(Mail.recipient == claire.email, Mail.id != notice.id)).scalar_one()
+        alert = session.execute(select(Mail).where(Mail.recipient == boss.email)).scalar_one()
+        assert reminder.subject.startswith("Rappel\u00a0: MQL en attente depuis plus de 4 h")
+        assert "attend depuis plus de 4 heures" in reminder.text
+        assert alert.subject == "SLA missed: Léa Martin not accepted within 4 h"
+        assert "assigned to Claire Dupont, was not accepted within 4 hours" in alert.html
+        assert 'lang="en"' in alert.html and "Why the score is high" in alert.text
+
+
 def test_round_robin_spreads_mqls(app):
     with app.app_context():
         a = factories.user("a@leadflow.example", "A")

@@ -4,12 +4,14 @@ from datetime import timedelta
 from pathlib import Path
 
 from flask import current_app
+from flask_babel import force_locale, gettext, pgettext
 from sqlalchemy import select
 
 from .. import tasks, webhooks
 from ..db import session
 from ..definitions import ReloadingFile
 from ..emails import queue_mail, render
+from ..i18n import LANGUAGES
 from ..leads import change_stage
 from ..models import Event, Lead, User, utcnow
 from ..qualify import scoring as model_lib
@@ -80,10 +82,12 @@ def on_threshold_crossed(lead: Lead, actor: str, reason: str) -> None:
     card = lead_card(lead)
     key = f"mql:{lead.id}:{change.id}"
     if owner is not None:
-        html, text = render("mql", **card, owner=owner)
+        with force_locale(mail_language(owner)):
+            html, text = render("mql", **card, owner=owner, lang=mail_language(owner))
+            subject = _subject(card)
         mail_id = queue_mail(dedupe_key=key, kind="notification", sender=cfg.sender,
                              recipient=owner.email, lead_id=lead.id, user_id=owner.id,
-                             subject=_subject(card), html=html, text=text)
+                             subject=subject, html=html, text=text)
         if mail_id:
             tasks.after_commit("leadflow.send_mail", mail_id)
     for delivery in webhooks.queue("lead.mql", key, webhook_payload(lead, card, owner), lead.id):
@@ -91,12 +95,20 @@ def on_threshold_crossed(lead: Lead, actor: str, reason: str) -> None:
         tasks.after_commit("leadflow.deliver_webhook", delivery.id)
 
 
+def mail_language(user: User) -> str:
+    """A salesperson reads their notifications in the language they chose
+    for the interface; English when they chose none."""
+    return user.language if user.language in LANGUAGES else "en"
+
+
 def _subject(card) -> str:
     lead = card["lead"]
     who = lead.name or lead.email
-    company = f" ({lead.company})" if lead.company else ""
-    tier = {"warm": "warm", "hot": "hot", "very_hot": "very hot"}.get(card["temperature"], "new")
-    return f"New MQL, {tier}: {who}{company}, score {card['score']}"
+    if lead.company:
+        who = f"{who} ({lead.company})"
+    tier = {"warm": pgettext("temperature", "warm"), "hot": pgettext("temperature", "hot"),
+            "very_hot": pgettext("temperature", "very hot")}.get(card["temperature"], gettext("new"))
+    return gettext("New MQL, %(tier)s: %(who)s, score %(score)s", tier=tier, who=who, score=card["score"])
 
 
 def webhook_payload(lead: Lead, card: dict, owner: User | None) -> dict:
@@ -154,16 +166,22 @@ def check_sla(now=None) -> int:
         owner = session.get(User, lead.owner_id) if lead.owner_id else None
         targets = ([("reminder", owner)] if owner else []) + [("alert", m) for m in managers]
         for kind, user in targets:
-            html, text = render("sla", **card, user=user, kind=kind, hours=cfg.sla_hours,
-                                owner=owner)
+            with force_locale(mail_language(user)):
+                html, text = render("sla", **card, user=user, kind=kind, hours=cfg.sla_hours,
+                                    owner=owner, lang=mail_language(user))
+                subject = _sla_subject(kind, lead, cfg.sla_hours)
             mail_id = queue_mail(
                 dedupe_key=f"sla-{kind}:{lead.id}:{since}:{user.id}", kind="notification",
                 sender=cfg.sender, recipient=user.email, lead_id=lead.id, user_id=user.id,
-                subject=(f"Reminder: MQL waiting over {cfg.sla_hours:g} h: {lead.name or lead.email}"
-                         if kind == "reminder" else
-                         f"SLA missed: {lead.name or lead.email} not accepted within {cfg.sla_hours:g} h"),
-                html=html, text=text)
+                subject=subject, html=html, text=text)
             if mail_id:
                 tasks.after_commit("leadflow.send_mail", mail_id)
                 queued += 1
     return queued
+
+
+def _sla_subject(kind: str, lead: Lead, hours: float) -> str:
+    who, hours = lead.name or lead.email, f"{hours:g}"
+    if kind == "reminder":
+        return gettext("Reminder: MQL waiting over %(hours)s h: %(who)s", hours=hours, who=who)
+    return gettext("SLA missed: %(who)s not accepted within %(hours)s h", who=who, hours=hours)
