@@ -36,9 +36,12 @@ def run(now=None) -> dict:
     # otherwise leave its backlog to the next person opening the overview).
     from .dashboard.reports import refresh as refresh_reports
     spans = refresh_reports()
+    from .nurture.stats import fold
+    folded = fold()
     tasks.commit()
     for mail_id in mails:
         tasks.send("leadflow.send_mail", mail_id, clock)
     for delivery_id in hooks:
         tasks.send("leadflow.deliver_webhook", delivery_id, clock)
-    return {"mails": len(mails), "webhooks": len(hooks), "stuck": stuck, "sla": sla, "report_leads": spans}
+    return {"mails": len(mails), "webhooks": len(hooks), "stuck": stuck, "sla": sla, "report_leads": spans,
+            "figure_deltas": folded}

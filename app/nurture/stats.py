@@ -1,45 +1,42 @@
-"""Campaign figures, per campaign and per step, straight from the tables:
-the dashboard, the CLI and the tests read the same queries.
+"""Campaign figures, per campaign and per step: the dashboard, the CLI and
+the tests read the same queries.
 
-Each query groups by campaign, so the figures of every campaign come from
-one scan of the mails (a page listing all campaigns pays once, not once
-per campaign)."""
-from sqlalchemy import and_, case, func, select
+They come from `campaign_figures_now` (migration 0008): on PostgreSQL a
+rollup that triggers keep exact in the same transaction as each change, so
+a page listing every campaign reads a few rows, not the million mails; on
+SQLite a view computing them from the tables. `campaign_figures_live`
+computes them from the tables on both, for checking the rollup."""
+from sqlalchemy import text
 
-from ..db import session
-from ..models import Enrollment, Event, Mail, StageChange
+from ..db import is_postgres, session
 
-DELIVERED = ("sent", "outbox")
 MAIL_FIGURES = ("sent", "delivered", "bounced", "opened", "clicked", "machine_opened", "unsubscribed")
+CAMPAIGN_FIGURES = ("enrolled", "active", "completed", "exited", "mql", "sql")
+FIGURES = MAIL_FIGURES + CAMPAIGN_FIGURES
 
 
-def _mail_counts():
-    return [
-        func.count().label("sent"),
-        func.sum(case((Mail.status.in_(DELIVERED), 1), else_=0)).label("delivered"),
-        func.sum(case((Mail.status == "bounced", 1), else_=0)).label("bounced"),
-        func.sum(case((Mail.opened_at.isnot(None), 1), else_=0)).label("opened"),
-        func.sum(case((Mail.clicked_at.isnot(None), 1), else_=0)).label("clicked"),
-        func.sum(case((and_(Mail.machine_opened_at.isnot(None), Mail.opened_at.is_(None)), 1),
-                      else_=0)).label("machine_opened"),
-    ]
-
-
-def _only(column, slugs):
-    return column.in_(slugs) if slugs is not None else column.isnot(None)
+def figure_rows(slugs=None, source: str = "campaign_figures_now") -> dict[tuple[str, str], dict]:
+    """(campaign, step key) → figures; step key '' holds the campaign's own."""
+    query = f"SELECT campaign, step_key, {', '.join(FIGURES)} FROM {source}"
+    params = {}
+    if slugs is not None:
+        slugs = list(slugs)
+        if not slugs:
+            return {}
+        names = [f":s{i}" for i in range(len(slugs))]
+        query += f" WHERE campaign IN ({', '.join(names)})"
+        params = {f"s{i}": slug for i, slug in enumerate(slugs)}
+    return {(row.campaign, row.step_key): {name: int(getattr(row, name) or 0) for name in FIGURES}
+            for row in session.execute(text(query), params)}
 
 
 def all_step_stats(slugs=None) -> dict[str, dict[str, dict]]:
     """campaign → send step → mails, delivered, bounced, unique opens and
     clicks by people, opens by machines only, unsubscribes from that mail."""
-    rows = session.execute(select(Mail.campaign, Mail.step_key, *_mail_counts())
-                           .where(_only(Mail.campaign, slugs)).group_by(Mail.campaign, Mail.step_key)).all()
-    unsubscribes = _unsubscribes_by_step(slugs)
     result: dict[str, dict[str, dict]] = {}
-    for row in rows:
-        figures = {key: int(getattr(row, key) or 0) for key in MAIL_FIGURES if key != "unsubscribed"}
-        figures["unsubscribed"] = unsubscribes.get((row.campaign, row.step_key), 0)
-        result.setdefault(row.campaign, {})[row.step_key] = figures
+    for (campaign, step), figures in figure_rows(slugs).items():
+        if step:
+            result.setdefault(campaign, {})[step] = {name: figures[name] for name in MAIL_FIGURES}
     return result
 
 
@@ -47,46 +44,61 @@ def step_stats(slug: str) -> dict[str, dict]:
     return all_step_stats([slug]).get(slug, {})
 
 
-def _unsubscribes_by_step(slugs) -> dict[tuple[str, str], int]:
-    """Unsubscribe events joined to the mail they came from, in SQL (the
-    partial index on unsubscribe events keeps this small at 20M events)."""
-    message_id = Event.properties["message_id"].as_integer()
-    rows = session.execute(
-        select(Mail.campaign, Mail.step_key, func.count(func.distinct(Event.lead_id)))
-        .join(Mail, Mail.id == message_id)
-        .where(Event.kind == "unsubscribed", _only(Mail.campaign, slugs))
-        .group_by(Mail.campaign, Mail.step_key)).all()
-    return {(campaign, step): count for campaign, step, count in rows}
-
-
 def all_campaign_totals(slugs) -> dict[str, dict]:
     """slug → enrolled (by status), the mail figures summed over its steps,
-    and conversions to MQL and SQL after entering it."""
+    and the leads that became MQL and SQL after entering it."""
     slugs = list(slugs)
-    enrolled: dict[str, dict] = {}
-    for campaign, status, count in session.execute(
-            select(Enrollment.campaign, Enrollment.status, func.count())
-            .where(Enrollment.campaign.in_(slugs)).group_by(Enrollment.campaign, Enrollment.status)):
-        enrolled.setdefault(campaign, {})[status] = count
-    conversions: dict[str, dict] = {}
-    for campaign, stage, count in session.execute(
-            select(Enrollment.campaign, StageChange.to_stage, func.count(func.distinct(StageChange.lead_id)))
-            .join(Enrollment, and_(Enrollment.lead_id == StageChange.lead_id, Enrollment.campaign.in_(slugs),
-                                   StageChange.at >= Enrollment.entered_at))
-            .where(StageChange.to_stage.in_(("mql", "sql")))
-            .group_by(Enrollment.campaign, StageChange.to_stage)):
-        conversions.setdefault(campaign, {})[stage] = count
-    steps = all_step_stats(slugs)
-    totals = {}
-    for slug in slugs:
-        by_status, step_figures = enrolled.get(slug, {}), steps.get(slug, {}).values()
-        totals[slug] = {
-            "enrolled": sum(by_status.values()), "active": by_status.get("active", 0),
-            "completed": by_status.get("completed", 0), "exited": by_status.get("exited", 0),
-            **{key: sum(step[key] for step in step_figures) for key in MAIL_FIGURES},
-            "mql": conversions.get(slug, {}).get("mql", 0), "sql": conversions.get(slug, {}).get("sql", 0)}
+    totals = {slug: dict.fromkeys(FIGURES, 0) for slug in slugs}
+    for (campaign, step), figures in figure_rows(slugs).items():
+        wanted = CAMPAIGN_FIGURES if step == "" else MAIL_FIGURES
+        for name in wanted:
+            totals[campaign][name] += figures[name]
     return totals
 
 
 def campaign_totals(slug: str) -> dict:
     return all_campaign_totals([slug])[slug]
+
+
+_NAMES = ", ".join(FIGURES)
+FOLD = f"""
+    WITH moved AS (DELETE FROM campaign_figure_deltas RETURNING *),
+    summed AS (SELECT campaign, step_key, count(*) AS rows, {', '.join(f'sum({n}) AS {n}' for n in FIGURES)}
+               FROM moved GROUP BY campaign, step_key),
+    added AS (INSERT INTO campaign_figures (campaign, step_key, {_NAMES})
+              SELECT campaign, step_key, {_NAMES} FROM summed
+              ON CONFLICT (campaign, step_key) DO UPDATE SET
+              {', '.join(f'{n} = campaign_figures.{n} + excluded.{n}' for n in FIGURES)})
+    SELECT coalesce(sum(rows), 0) FROM summed"""
+
+
+def fold() -> int:
+    """PostgreSQL: add the deltas written since the last fold into the totals,
+    so reads stay small; returns how many were folded. Deleting and adding
+    happen in one statement, so concurrent folds never count a row twice."""
+    if not is_postgres():
+        return 0
+    with session.get_bind().begin() as conn:
+        return conn.execute(text(FOLD)).scalar_one()
+
+
+# Every figure from the tables: the sets of people first (their triggers
+# write deltas, dropped after), then the totals.
+REBUILD = [
+    "TRUNCATE campaign_figures, campaign_figure_deltas, campaign_unsubscribes, campaign_conversions",
+    "INSERT INTO campaign_unsubscribes SELECT * FROM campaign_unsubscribes_live",
+    "INSERT INTO campaign_conversions SELECT * FROM campaign_conversions_live",
+    "TRUNCATE campaign_figure_deltas",
+    f"INSERT INTO campaign_figures (campaign, step_key, {_NAMES}) SELECT * FROM campaign_figures_live",
+]
+
+
+def rebuild() -> None:
+    """PostgreSQL: every figure from the tables (after a bulk load with the
+    triggers off, or to repair). Locks the tables it reads against writers."""
+    if not is_postgres():
+        return
+    with session.get_bind().begin() as conn:
+        conn.execute(text("LOCK TABLE mails, enrollments, events, stage_changes IN SHARE MODE"))
+        for statement in REBUILD:
+            conn.execute(text(statement))
