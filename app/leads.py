@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from .db import insert, session
-from .models import Event, Lead, StageChange, utcnow
+from .models import Event, Lead, OwnerChange, StageChange, utcnow
 from .qualify.lifecycle import check_move
 
 
@@ -48,4 +48,16 @@ def change_stage(lead: Lead, target: str, actor: str, reason: str | None = None)
     session.flush()
     from .nurture.engine import on_stage_change
     on_stage_change(lead, target)
+    return change
+
+
+def change_owner(lead: Lead, owner_id: int | None, actor: str, reason: str | None = None) -> OwnerChange | None:
+    """Give the lead to another salesperson (or to nobody) and keep who did
+    it and why; None when the owner stays the same."""
+    if owner_id == lead.owner_id:
+        return None
+    change = OwnerChange(lead_id=lead.id, from_user_id=lead.owner_id, to_user_id=owner_id,
+                         actor=actor, reason=reason, at=utcnow())
+    lead.owner_id = owner_id
+    session.add(change)
     return change

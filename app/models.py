@@ -150,6 +150,18 @@ class StageChange(Base):
     at: Mapped[datetime] = Timestamp(default=utcnow)
 
 
+class OwnerChange(Base):
+    """Every change of a lead's salesperson, with who and why."""
+    __tablename__ = "owner_changes"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    from_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    to_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    actor: Mapped[str] = mapped_column(String(120))  # "rule:round-robin", "rule:territory", "user:3"
+    reason: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = Timestamp(default=utcnow)
+
+
 class ScoreHistory(Base):
     """The MQL score after each change, for the lead's chart."""
     __tablename__ = "score_history"

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from app.db import session
 from app.leads_ui import listing
-from app.models import Enrollment, Lead, Mail, Note, StageChange, Submission, utcnow
+from app.models import Enrollment, Lead, Mail, Note, OwnerChange, StageChange, Submission, utcnow
 from app.scoring import lock_lead, track
 from tests import factories
 from tests.test_auth import login, make_user, token
@@ -320,6 +320,29 @@ def test_assign_owner(app, people):
     sam = as_user(app, "sam")
     assert sam.post(f"/leads/{lead_id}/owner", data={"csrf_token": token(sam, "/leads"),
                                                      "owner_id": people["sam"]}).status_code == 403
+
+
+def test_owner_changes_are_history_with_who_and_why(app, people):
+    """Assigning by hand, by the MQL rule and by accepting: each is a row and
+    a line of the lead's timeline; saving the same owner again adds nothing."""
+    lead_id = add(app, "h@a.fr", stage="lead")
+    mia = as_user(app, "mia")
+    post(mia, lead_id, "owner", owner_id=people["sam"], reason=f"knows them {SCRIPT}")
+    post(mia, lead_id, "owner", owner_id=people["sam"])
+    post(mia, lead_id, "owner", owner_id="", reason="Sam is on leave")
+    post(mia, lead_id, "stage", stage="mql")  # handed to sales: the round robin picks someone
+    with app.app_context():
+        rows = session.execute(select(OwnerChange).where(OwnerChange.lead_id == lead_id)
+                               .order_by(OwnerChange.id)).scalars().all()
+        picked = session.get(Lead, lead_id, populate_existing=True).owner_id
+    assert [(r.from_user_id, r.to_user_id, r.actor, r.reason) for r in rows] == [
+        (None, people["sam"], f"user:{people['mia']}", f"knows them {SCRIPT}"),
+        (people["sam"], None, f"user:{people['mia']}", "Sam is on leave"),
+        (None, picked, "rule:round-robin", "assigned on becoming an MQL")]
+    html = mia.get(f"/leads/{lead_id}").get_data(as_text=True)
+    assert "Sam Martin → unassigned, by Mia" in html and "Sam is on leave" in html
+    assert "knows them &lt;script&gt;" in html and "<script>alert" not in html
+    assert "unassigned → " in html and "by rule:round-robin: assigned on becoming an MQL" in html
 
 
 def test_stage_change_and_a_refused_one(app, people):

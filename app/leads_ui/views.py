@@ -21,8 +21,9 @@ from .. import tasks
 from ..auth import has_role, role_required
 from ..dashboard.charts import line_chart
 from ..db import session
-from ..leads import change_stage
-from ..models import Enrollment, Event, Lead, Mail, Note, ScoreHistory, StageChange, Submission, User, utcnow
+from ..leads import change_owner, change_stage
+from ..models import (Enrollment, Event, Lead, Mail, Note, OwnerChange, ScoreHistory, StageChange, Submission,
+                      User, utcnow)
 from ..nurture import decide
 from ..nurture import engine
 from ..qualify.lifecycle import STAGES, TRANSITIONS, TransitionError
@@ -129,7 +130,7 @@ def _actor(actor: str | None, names: dict) -> str:
 
 
 def timeline(lead: Lead, limit: int = TIMELINE_LIMIT) -> list[dict]:
-    """Submissions, events, emails, stage changes and notes of one lead,
+    """Submissions, events, emails, stage and owner changes and notes of one lead,
     newest first: the latest `limit` of each kind, merged, cut to `limit`."""
     def latest(model, when):
         return session.execute(select(model).where(model.lead_id == lead.id)
@@ -140,6 +141,7 @@ def timeline(lead: Lead, limit: int = TIMELINE_LIMIT) -> list[dict]:
                + [{"kind": "mail", "at": m.sent_at or m.created_at, "item": m}
                   for m in latest(Mail, Mail.created_at)]
                + [{"kind": "stage", "at": c.at, "item": c} for c in latest(StageChange, StageChange.at)]
+               + [{"kind": "owner", "at": c.at, "item": c} for c in latest(OwnerChange, OwnerChange.at)]
                + [{"kind": "note", "at": n.created_at, "item": n} for n in latest(Note, Note.created_at)])
     for entry in entries:
         entry["at"] = _aware(entry["at"])
@@ -227,15 +229,17 @@ def add_note(lead_id):
 @role_required("marketer")
 def assign(lead_id):
     choice = request.form.get("owner_id", "")
+    actor = f"user:{current_user.id}"
+    reason = (request.form.get("reason") or "").strip()[:2000] or None
 
     def do(lead):
         if not choice:
-            lead.owner_id = None
+            change_owner(lead, None, actor, reason)
             return gettext("The lead has no owner now."), "success"
         owner = session.get(User, int(choice)) if choice.isdigit() else None
         if owner is None or owner.role != "sales" or not owner.active:
             raise ValueError(gettext("choose an active salesperson"))
-        lead.owner_id = owner.id
+        change_owner(lead, owner.id, actor, reason)
         return gettext("Assigned to %(name)s.", name=owner.name), "success"
     return _change(lead_id, do)
 

@@ -4,15 +4,10 @@ from sqlalchemy import create_engine
 
 from app import models  # noqa: F401  (registers the tables)
 from app.db import Base
+from app.migrate import include_object
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url")
-
-
-def include_object(obj, name, type_, reflected, compare_to):
-    """Autogenerate manages what the models define; objects made by hand in
-    migrations (reporting tables and views, trigram indexes) are left alone."""
-    return not (reflected and compare_to is None)
 
 
 def run_migrations_offline():

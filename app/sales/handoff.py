@@ -12,7 +12,7 @@ from ..db import session
 from ..definitions import ReloadingFile
 from ..emails import queue_mail, render
 from ..i18n import LANGUAGES
-from ..leads import change_stage
+from ..leads import change_owner, change_stage
 from ..models import Event, Lead, User, utcnow
 from ..qualify import scoring as model_lib
 from .config import SalesConfig, bant_passes, load_sales_config, territory_owner
@@ -29,10 +29,10 @@ def config() -> SalesConfig:
     return holder.get()
 
 
-def assign(lead: Lead, cfg: SalesConfig) -> User | None:
+def assign(lead: Lead, cfg: SalesConfig) -> tuple[User | None, str]:
     """Territory owner if one matches, else round robin among active
     salespeople (the one assigned longest ago; the row lock makes two
-    concurrent MQLs pick two different people)."""
+    concurrent MQLs pick two different people). Returns who, and the rule."""
     if cfg.assignment == "territory":
         email = territory_owner(cfg, lead.country, lead.segment)
         if email:
@@ -40,14 +40,14 @@ def assign(lead: Lead, cfg: SalesConfig) -> User | None:
                                                        User.role == "sales")).scalar_one_or_none()
             if owner:
                 owner.last_assigned_at = utcnow()
-                return owner
+                return owner, "territory"
     owner = session.execute(
         select(User).where(User.role == "sales", User.active)
         .order_by(User.last_assigned_at.asc().nulls_first(), User.id)
         .limit(1).with_for_update(skip_locked=True)).scalar_one_or_none()
     if owner:
         owner.last_assigned_at = utcnow()
-    return owner
+    return owner, "round-robin"
 
 
 def lead_card(lead: Lead) -> dict:
@@ -75,9 +75,12 @@ def on_threshold_crossed(lead: Lead, actor: str, reason: str) -> None:
     change = change_stage(lead, "mql", actor, reason)
     lead.mql_at = utcnow()
     cfg = config()
-    owner = assign(lead, cfg) if lead.owner_id is None else session.get(User, lead.owner_id)
-    if owner is not None:
-        lead.owner_id = owner.id
+    if lead.owner_id is None:
+        owner, rule = assign(lead, cfg)
+        if owner is not None:
+            change_owner(lead, owner.id, f"rule:{rule}", "assigned on becoming an MQL")
+    else:
+        owner = session.get(User, lead.owner_id)
     session.flush()
     card = lead_card(lead)
     key = f"mql:{lead.id}:{change.id}"
@@ -126,7 +129,7 @@ def webhook_payload(lead: Lead, card: dict, owner: User | None) -> dict:
 def accept(lead: Lead, user: User) -> None:
     change_stage(lead, "sal", f"user:{user.id}", f"accepted by {user.name}")
     if lead.owner_id is None:
-        lead.owner_id = user.id
+        change_owner(lead, user.id, f"user:{user.id}", "took the lead by accepting it")
 
 
 def reject(lead: Lead, user: User, reason: str) -> None:
