@@ -8,6 +8,7 @@ With no CELERY_BROKER_URL (the embedded default) tasks run in-process.
 import logging
 import os
 import threading
+import time
 
 from celery import Celery, Task
 from celery.signals import worker_process_init
@@ -82,9 +83,11 @@ def configure(app) -> None:
 
 def configure_broker(broker: str, queue: str = "celery") -> None:
     """Point the Celery app at a broker; an empty URL runs tasks in-process."""
+    global _broker_paused_until
     settings = celery_settings(broker, queue)
     if settings["broker_url"] != celery.conf.broker_url:
         _drop_broker_pools()
+        _broker_paused_until = 0.0
     celery.conf.update(settings)
 
 
@@ -120,11 +123,25 @@ def commit() -> None:
         send(name, *args)
 
 
+# After a failed publish, this process does not try the broker again for a
+# while: each try against a dead broker costs its connect timeout (2 s) to
+# whoever is waiting (a prospect's submission, a tick). The rows stay
+# pending; the sweep queues them once the broker answers again.
+BROKER_PAUSE_SECONDS = 10.0
+_broker_paused_until = 0.0
+
+
 def send(name: str, *args) -> None:
+    global _broker_paused_until
+    if time.monotonic() < _broker_paused_until:
+        log.info("broker paused after a failure: %s%r left to the sweep", name, args)
+        return
     try:
         celery.tasks[name].delay(*args)
     except Exception as exc:  # broker down: the sweep will pick the row up
-        log.warning("could not queue %s%r: %s", name, args, exc)
+        _broker_paused_until = time.monotonic() + BROKER_PAUSE_SECONDS
+        log.warning("could not queue %s%r: %s; not trying again for %g s", name, args, exc,
+                    BROKER_PAUSE_SECONDS)
 
 
 # --- tasks -------------------------------------------------------------------

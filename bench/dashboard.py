@@ -385,13 +385,13 @@ def pages(app, today) -> list[tuple[str, str]]:
     return found
 
 
-def overview_parts(app, runs: int) -> list[tuple[str, list[float]]]:
-    """Each query function behind /overview, default period."""
+def overview_parts(app, runs: int, days: int) -> list[tuple[str, list[float]]]:
+    """Each query function behind /overview, for the last `days` days."""
     from app.dashboard import reports
     from app.db import session
     from app.models import utcnow
     now = utcnow()
-    period = reports.default_period(now.date())
+    period = reports.Period(now.date() - timedelta(days=days - 1), now.date())
     calls = [("funnel", lambda: reports.funnel(period)),
              ("monthly_conversion", lambda: reports.monthly_conversion(period)),
              ("cohort_table", lambda: reports.cohort_table(period, now)),
@@ -465,9 +465,10 @@ def main() -> None:
 
     figures_upkeep()
 
-    print("\n/overview (last 90 days), query by query:")
-    for name, times in overview_parts(app, args.runs):
-        print(f"  {name:<20} {statistics.median(times):7.1f} ms")
+    print("\n/overview, query by query:       last 90 days   12 months")
+    parts = {days: overview_parts(app, args.runs, days) for days in (90, 365)}
+    for (name, short), (_, long) in zip(parts[90], parts[365]):
+        print(f"  {name:<20} {statistics.median(short):13.1f} ms {statistics.median(long):8.1f} ms")
 
     # What the page costs apart from app.nurture.stats.campaign_totals (its own owner's).
     from app.dashboard import reports

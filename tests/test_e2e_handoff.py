@@ -139,5 +139,15 @@ def test_queued_work_survives_a_dead_broker(app_factory, pg_url, forms_dir):
                 assert time.monotonic() - started < 10
             assert session.get(Lead, lead.id, populate_existing=True).stage == "mql"
             assert session.execute(select(Mail.status)).scalar_one() == "pending"
+            # That failure paused publishing: the next tasks cost nothing to wait for.
+            started = time.monotonic()
+            for _ in range(20):
+                tasks.send("leadflow.sweep")
+            assert time.monotonic() - started < 0.5
+            # After the pause, the broker is tried again (and found still dead).
+            tasks._broker_paused_until = time.monotonic() - 1
+            started = time.monotonic()
+            tasks.send("leadflow.sweep")
+            assert time.monotonic() - started > 0.5 and tasks._broker_paused_until > time.monotonic()
     finally:
         tasks.configure_broker("")

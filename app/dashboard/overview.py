@@ -208,7 +208,12 @@ def refresh_command():
 
 @bp.cli.command("rebuild")
 def rebuild_command():
-    """Rebuild every span (after a bulk load done with triggers off)."""
+    """Rebuild every span and campaign figure (after a bulk load done with
+    triggers off, or to repair)."""
+    from ..nurture import stats
     started = time.perf_counter()
     reports.rebuild()
     click.echo(f"stage_spans rebuilt in {time.perf_counter() - started:.1f} s")
+    started = time.perf_counter()
+    stats.rebuild()
+    click.echo(f"campaign figures rebuilt in {time.perf_counter() - started:.1f} s")
