@@ -36,8 +36,9 @@ def run(now=None) -> dict:
     # otherwise leave its backlog to the next person opening the overview).
     from .dashboard.reports import refresh as refresh_reports
     spans = refresh_reports()
+    from .dashboard.reports import fold_lead_counts
     from .nurture.stats import fold
-    folded = fold()
+    folded = fold() + fold_lead_counts()
     tasks.commit()
     for mail_id in mails:
         tasks.send("leadflow.send_mail", mail_id, clock)

@@ -274,8 +274,9 @@ def seed(url: str, leads: int, events: int) -> None:
         conn.execute(text("INSERT INTO stage_spans SELECT * FROM stage_spans_live ORDER BY entered_at"))
         print(f"  stage_spans built  {time.perf_counter() - started:7.1f} s", flush=True)
         started = time.perf_counter()
-        from app.nurture.stats import REBUILD  # and the campaign figures (migration 0008)
-        for statement in REBUILD:
+        from app.dashboard.reports import REBUILD_LEAD_COUNTS
+        from app.nurture.stats import REBUILD  # and the campaign figures and lead counts (0008, 0010)
+        for statement in REBUILD + REBUILD_LEAD_COUNTS:
             conn.execute(text(statement))
         print(f"  campaign figures   {time.perf_counter() - started:7.1f} s", flush=True)
         started = time.perf_counter()
@@ -298,20 +299,24 @@ def figures_upkeep(rows: int = 10_000) -> None:
                   "WHERE campaign IS NOT NULL AND opened_at IS NULL ORDER BY id LIMIT :rows)")
     print(f"\nkeeping campaign figures: UPDATE of {rows:,} mails (sent and opened), rolled back")
     with engine.connect() as conn:
-        timings = {}
-        for label, role in (("triggers off", "replica"), ("triggers on", "origin")):
+        timings: dict[str, float] = {}
+        # Off, on, off, on: the first pass warms the cache; each keeps its best.
+        for label, role in (("triggers off", "replica"), ("triggers on", "origin")) * 2:
             transaction = conn.begin()
             conn.execute(text(f"SET LOCAL session_replication_role = {role}"))
             started = time.perf_counter()
             conn.execute(update, {"rows": rows})
-            timings[label] = (time.perf_counter() - started) * 1000
+            timings[label] = min(timings.get(label, float("inf")), (time.perf_counter() - started) * 1000)
             if role == "origin":
                 started = time.perf_counter()
                 folded = conn.execute(text(FOLD)).scalar_one()
-                timings[f"fold of {folded:,} deltas"] = (time.perf_counter() - started) * 1000
+                timings["fold of the deltas"] = (time.perf_counter() - started) * 1000
+                timings["deltas folded"] = folded
             transaction.rollback()
+        folded = timings.pop("deltas folded")
         for label, ms in timings.items():
             print(f"  {label:<24} {ms:8.1f} ms")
+        print(f"  deltas folded            {folded:8,.0f}")
         print(f"  ratio on/off             {timings['triggers on'] / timings['triggers off']:8.2f}×")
     engine.dispose()
 

@@ -43,7 +43,8 @@ def drop_pg_database(url: str) -> None:
 
 # Made by the migrations, not the models: rollups that TRUNCATE's cascade
 # does not reach (it fires no row triggers either).
-ROLLUP_TABLES = ("campaign_figures", "campaign_figure_deltas", "report_dirty_leads")
+ROLLUP_TABLES = ("campaign_figures", "campaign_figure_deltas", "report_dirty_leads", "lead_counts",
+                 "lead_count_deltas")
 
 
 def truncate_all(engine) -> None:

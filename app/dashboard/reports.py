@@ -22,11 +22,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from statistics import median
 
-from sqlalchemy import (BigInteger, Column, DateTime, MetaData, String, Table, and_, case, cast, func, literal,
-                        null, or_, select, text, union_all)
+from sqlalchemy import (BigInteger, Column, Date, DateTime, MetaData, String, Table, and_, case, cast, func, literal,
+                        null, or_, select, text, tuple_, union_all)
 
+from .. import rollups
 from ..db import is_postgres, session
-from ..models import Lead, Submission
+from ..rollups import fold_sql
+from ..models import Submission
 from ..qualify.lifecycle import STAGES
 
 FUNNEL = ("mql", "sal", "sql", "opportunity", "customer")
@@ -43,6 +45,14 @@ SPANS = Table(
     Column("sql_at", DateTime(timezone=True)),
     *(Column(name, String) for name in ("source", "medium", "first_form", "referrer_domain", "segment")))
 S = SPANS.c
+
+# Leads per current stage and UTC day of creation (migration 0010).
+LEAD_COUNTS = Table("lead_counts_now", MetaData(), Column("stage", String(20)), Column("created_day", Date),
+                    Column("n", BigInteger))
+C = LEAD_COUNTS.c
+FOLD_LEAD_COUNTS = fold_sql("lead_counts", "lead_count_deltas", ("stage", "created_day"), ("n",))
+REBUILD_LEAD_COUNTS = ["TRUNCATE lead_counts, lead_count_deltas",
+                       "INSERT INTO lead_counts SELECT * FROM lead_counts_live"]
 
 
 # --- periods -----------------------------------------------------------------
@@ -115,8 +125,9 @@ def refresh() -> int:
 
 
 def rebuild() -> None:
-    """PostgreSQL: every span from scratch (after a bulk load with triggers
-    off). Takes the table's exclusive lock: end the session's transaction first."""
+    """PostgreSQL: every span and lead count from scratch (after a bulk load
+    with triggers off). Takes the table's exclusive lock: end the session's
+    transaction first."""
     if is_postgres():
         with session.get_bind().begin() as conn:
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('leadflow.stage_spans'))"))
@@ -124,6 +135,14 @@ def rebuild() -> None:
             conn.execute(text("TRUNCATE stage_spans"))
             conn.execute(text("INSERT INTO stage_spans SELECT * FROM stage_spans_live ORDER BY entered_at"))
             conn.execute(text("ANALYZE stage_spans"))
+            conn.execute(text("LOCK TABLE leads IN SHARE MODE"))
+            for statement in REBUILD_LEAD_COUNTS:
+                conn.execute(text(statement))
+
+
+def fold_lead_counts() -> int:
+    """PostgreSQL: fold the lead count deltas into the totals (app/rollups.py)."""
+    return rollups.fold(FOLD_LEAD_COUNTS)
 
 
 def _ready() -> None:
@@ -167,11 +186,12 @@ def funnel(period: Period) -> dict:
     """New leads in the period, leads that entered each later stage in it,
     and the number of leads in each stage now."""
     _ready()
-    created = session.execute(select(func.count()).select_from(Lead).where(_in(Lead.created_at, period))).scalar()
+    created = session.execute(select(func.coalesce(func.sum(C.n), 0))
+                              .where(C.created_day >= period.start, C.created_day <= period.end)).scalar()
     later = [s for s in STAGES if s not in ENTRY]
     reached = dict(session.execute(
         select(S.stage, func.count()).where(S.stage.in_(later), _first_in(period)).group_by(S.stage)).all())
-    current = dict(session.execute(select(Lead.stage, func.count()).group_by(Lead.stage)).all())
+    current = {stage: int(n) for stage, n in session.execute(select(C.stage, func.sum(C.n)).group_by(C.stage))}
     return {"created": created,
             "reached": {stage: reached.get(stage, 0) for stage in later},
             "current": {stage: current.get(stage, 0) for stage in STAGES}}
@@ -263,30 +283,53 @@ def breakdown(period: Period, dimensions=tuple(DIMENSIONS)) -> dict[str, list[di
     """Per value of each dimension (UTM source/medium, first form, referrer
     domain, segment): leads that reached MQL and SQL in the period, rate (a)
     SQL ÷ MQL in the period, and of the period's MQL leads how many reached
-    SQL after their (first) MQL there, to date. One statement: each lead's
-    first MQL and first SQL in the period, then one GROUP BY per dimension."""
+    SQL after their (first) MQL there, to date. One statement over each
+    lead's first MQL and first SQL in the period (see _grouped)."""
     _ready()
-    firsts = (select(*(S[name] for name in _ATTRIBUTES),
-                     case((S.stage == "mql", 1), else_=0).label("mql"),
-                     case((S.stage == "sql", 1), else_=0).label("sql"),
-                     case((and_(S.stage == "mql", S.sql_at.isnot(None)), 1), else_=0).label("converted"))
-              .where(S.stage.in_(("mql", "sql")), _first_in(period)).cte("firsts"))
-    sums = [func.sum(firsts.c.mql), func.sum(firsts.c.sql), func.sum(firsts.c.converted)]
-    per_dimension = []
-    for name in dimensions:
-        keys = [firsts.c[column] for column in DIMENSIONS[name]]
-        padded = keys + [cast(null(), String)] * (2 - len(keys))
-        per_dimension.append(select(literal(name).label("dimension"), padded[0].label("key1"),
-                                    padded[1].label("key2"), *sums).group_by(*keys))
+    counts = [case((S.stage == "mql", 1), else_=0), case((S.stage == "sql", 1), else_=0),
+              case((and_(S.stage == "mql", S.sql_at.isnot(None)), 1), else_=0)]
+    where = and_(S.stage.in_(("mql", "sql")), _first_in(period))
     result: dict[str, list[dict]] = {name: [] for name in dimensions}
-    for name, key1, key2, mql, sql, conv in session.execute(union_all(*per_dimension)):
+    for name, key, mql, sql, conv in _grouped(where, counts, dimensions):
         mql, sql, conv = int(mql or 0), int(sql or 0), int(conv or 0)
-        key = (key1, key2) if len(DIMENSIONS[name]) == 2 else (key1,)
         result[name].append({"key": key, "mql": mql, "sql": sql, "rate": _rate(sql, mql),
                              "converted": conv, "conversion": _rate(conv, mql)})
     for rows in result.values():
         rows.sort(key=lambda r: (-r["mql"], -r["sql"], tuple(v or "" for v in r["key"])))
     return result
+
+
+def _grouped(where, counts, dimensions):
+    """(dimension, key, *sums of counts) for every value of each dimension,
+    in one pass over the spans: GROUPING SETS on PostgreSQL (whose grouping()
+    bitmask says which set a row belongs to), one GROUP BY per dimension
+    over a CTE on SQLite."""
+    sums = [func.sum(count) for count in counts]
+    if is_postgres():
+        names = [column for column in _ATTRIBUTES if any(column in DIMENSIONS[d] for d in dimensions)]
+        columns = [S[column] for column in names]
+        sets = [tuple_(*(S[column] for column in DIMENSIONS[name])) for name in dimensions]
+        bit = {column: 1 << (len(names) - 1 - index) for index, column in enumerate(names)}
+        mask_of = {sum(bit.values()) - sum(bit[column] for column in DIMENSIONS[name]): name
+                   for name in dimensions}
+        rows = session.execute(select(func.grouping(*columns), *columns, *sums).where(where)
+                               .group_by(func.grouping_sets(*sets)))
+        for mask, *values in rows:
+            name = mask_of[mask]
+            attributes = dict(zip(names, values))
+            yield (name, tuple(attributes[column] for column in DIMENSIONS[name]), *values[len(names):])
+        return
+    firsts = select(*(S[name] for name in _ATTRIBUTES), *(c.label(f"c{i}") for i, c in enumerate(counts))) \
+        .where(where).cte("firsts")
+    per_dimension = []
+    for name in dimensions:
+        keys = [firsts.c[column] for column in DIMENSIONS[name]]
+        padded = keys + [cast(null(), String)] * (2 - len(keys))
+        per_dimension.append(select(literal(name).label("dimension"), padded[0], padded[1],
+                                    *(func.sum(firsts.c[f"c{i}"]) for i in range(len(counts))))
+                             .group_by(*keys))
+    for name, key1, key2, *values in session.execute(union_all(*per_dimension)):
+        yield (name, (key1, key2) if len(DIMENSIONS[name]) == 2 else (key1,), *values)
 
 
 # --- time in stage -----------------------------------------------------------

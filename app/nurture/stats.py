@@ -8,7 +8,9 @@ SQLite a view computing them from the tables. `campaign_figures_live`
 computes them from the tables on both, for checking the rollup."""
 from sqlalchemy import text
 
+from .. import rollups
 from ..db import is_postgres, session
+from ..rollups import fold_sql
 
 MAIL_FIGURES = ("sent", "delivered", "bounced", "opened", "clicked", "machine_opened", "unsubscribed")
 CAMPAIGN_FIGURES = ("enrolled", "active", "completed", "exited", "mql", "sql")
@@ -61,25 +63,13 @@ def campaign_totals(slug: str) -> dict:
 
 
 _NAMES = ", ".join(FIGURES)
-FOLD = f"""
-    WITH moved AS (DELETE FROM campaign_figure_deltas RETURNING *),
-    summed AS (SELECT campaign, step_key, count(*) AS rows, {', '.join(f'sum({n}) AS {n}' for n in FIGURES)}
-               FROM moved GROUP BY campaign, step_key),
-    added AS (INSERT INTO campaign_figures (campaign, step_key, {_NAMES})
-              SELECT campaign, step_key, {_NAMES} FROM summed
-              ON CONFLICT (campaign, step_key) DO UPDATE SET
-              {', '.join(f'{n} = campaign_figures.{n} + excluded.{n}' for n in FIGURES)})
-    SELECT coalesce(sum(rows), 0) FROM summed"""
+FOLD = fold_sql("campaign_figures", "campaign_figure_deltas", ("campaign", "step_key"), FIGURES)
 
 
 def fold() -> int:
-    """PostgreSQL: add the deltas written since the last fold into the totals,
-    so reads stay small; returns how many were folded. Deleting and adding
-    happen in one statement, so concurrent folds never count a row twice."""
-    if not is_postgres():
-        return 0
-    with session.get_bind().begin() as conn:
-        return conn.execute(text(FOLD)).scalar_one()
+    """PostgreSQL: add the deltas written since the last fold into the totals
+    (app/rollups.py); returns how many were folded."""
+    return rollups.fold(FOLD)
 
 
 # Every figure from the tables: the sets of people first (their triggers
