@@ -26,6 +26,7 @@ def register(app):
     app.cli.add_command(forms_group)
     app.cli.add_command(verdicts)
     app.cli.add_command(rescore)
+    app.cli.add_command(decay)
     app.cli.add_command(demo)
     from .nurture.cli import bounces_group, campaigns_group, nurture_group
     for group in (nurture_group, campaigns_group, bounces_group):
@@ -175,6 +176,15 @@ def rescore(batch_size):
     click.echo(f"rescored {counts['leads']} leads ({counts['events']} events) in "
                f"{time.monotonic() - started:.1f} s: {counts['changed_leads']} scores changed, "
                f"{counts['changed_events']} event points changed")
+
+
+@click.command("decay")
+@with_appcontext
+def decay():
+    """Cool every cached score down to what its behaviour points are worth
+    now (the beat does it every six hours; this is the same pass)."""
+    from .scoring import decay_scores
+    click.echo(f"{decay_scores()} scores cooled")
 
 
 @click.command("demo")

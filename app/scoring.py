@@ -13,6 +13,7 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import select
 
+from . import tasks
 from .db import session
 from .definitions import ReloadingFile
 from .leads import record_event
@@ -231,6 +232,47 @@ def rescore_batch(lead_ids: list[int], scoring_model, as_of: datetime) -> dict:
         session.execute(update(Event), changed_events)
     return {"leads": len(leads), "events": len(rows), "changed_leads": changed_leads,
             "changed_events": len(changed_events)}
+
+
+def decay_scores(as_of: datetime | None = None, batch_size: int = 500) -> int:
+    """Bring cached scores to what their behaviour points are worth now:
+    between events nothing else would, and a lead who stopped engaging must
+    cool off in the leads list and the sales inbox too. Reads the cached
+    state, not the log (a lead scored under another model waits for its next
+    event or `leadflow rescore`). Writes no history row and never demotes;
+    a lead whose negative points wear off may cross the threshold and is then
+    handed to sales as on an event. Leads locked by a transaction scoring them
+    right now are skipped. Returns how many leads changed."""
+    scoring_model, as_of = model(), as_of or utcnow()
+    fingerprint = model_lib.fingerprint(scoring_model)
+    changed, last_id = 0, 0
+    while True:
+        leads = session.execute(select(Lead).where(Lead.id > last_id, Lead.score_state.isnot(None))
+                                .order_by(Lead.id).limit(batch_size).with_for_update(skip_locked=True)
+                                .execution_options(populate_existing=True)).scalars().all()
+        if not leads:
+            break
+        for lead in leads:
+            cached = lead.score_state or {}
+            if cached.get("model") != fingerprint:
+                continue
+            totals = {name: model_lib.state_total(scoring_model, name, cached["states"][name],
+                                                  _fit_total(scoring_model, name, lead), as_of)
+                      for name in scoring_model.scores}
+            before = lead.score or 0.0
+            if abs(totals[scoring_model.mql_score] - before) < 0.005:
+                continue
+            lead.scores = {name: round(total, 4) for name, total in totals.items()}
+            lead.score = totals[scoring_model.mql_score]
+            lead.temperature = model_lib.temperature(scoring_model, lead.score)[0]
+            changed += 1
+            if becomes_mql(scoring_model, lead, before):
+                from .sales.handoff import on_threshold_crossed
+                on_threshold_crossed(lead, "rule:score", f"score {lead.score:.0f} crossed "
+                                                         f"{scoring_model.mql_threshold:g} as negative points wore off")
+        tasks.commit()
+        last_id = leads[-1].id
+    return changed
 
 
 def rescore_all(batch_size: int = 500, as_of: datetime | None = None, progress=None) -> dict:

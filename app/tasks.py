@@ -45,6 +45,11 @@ class AppTask(Task):
 celery = Celery("leadflow", task_cls=AppTask)
 
 
+# Scores cool off between events (behaviour points decay): every six hours
+# is enough for a half-life counted in days, and one pass reads every lead.
+DECAY_EVERY_SECONDS = 6 * 3600.0
+
+
 def celery_settings(broker: str, queue: str = "celery") -> dict:
     return {
         "broker_url": broker or "memory://",
@@ -68,6 +73,7 @@ def celery_settings(broker: str, queue: str = "celery") -> dict:
         "beat_schedule": {
             "sweep": {"task": "leadflow.sweep", "schedule": 30.0},
             "nurture": {"task": "leadflow.nurture_tick", "schedule": 60.0},
+            "decay": {"task": "leadflow.decay", "schedule": DECAY_EVERY_SECONDS},
         },
         "timezone": "UTC",
     }
@@ -170,6 +176,12 @@ def sweep(now: str | None = None) -> dict:
     return run(_moment(now))
 
 
+@celery.task(name="leadflow.decay")
+def decay(now: str | None = None) -> int:
+    from .scoring import decay_scores
+    return decay_scores(_moment(now))
+
+
 @celery.task(name="leadflow.nurture_tick")
 def nurture_tick(now: str | None = None) -> int:
     from .nurture.engine import run_due
@@ -181,9 +193,14 @@ def start_embedded_scheduler(app, every: float = 30.0) -> threading.Thread:
     runs the same periodic tasks."""
     def loop():
         stop = threading.Event()
+        decayed_at = time.monotonic()
         while not stop.wait(every):
+            names = ["leadflow.sweep", "leadflow.nurture_tick"]
+            if time.monotonic() - decayed_at >= DECAY_EVERY_SECONDS:
+                names.append("leadflow.decay")
+                decayed_at = time.monotonic()
             with app.app_context():
-                for name in ("leadflow.sweep", "leadflow.nurture_tick"):
+                for name in names:
                     try:
                         celery.tasks[name].apply()
                     except Exception:

@@ -4,7 +4,7 @@ from datetime import timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app import tasks
 from app.db import session
@@ -194,3 +194,49 @@ def test_rescore_matches_incremental_and_follows_a_model_change(app, tmp_path):
         assert counts["leads"] == 7
         after = {l.id: l.score for l in session.execute(select(Lead)).scalars()}
         assert after == pytest.approx(before, abs=1e-6)
+
+
+def test_decay_cools_scores_between_events_without_history(app):
+    """Nobody engages for 90 days (the demo MQL score's half-life): the
+    cached score and temperature come down to what a recomputation from the
+    log gives, without an event, a history row or a demotion."""
+    from app.scoring import decay_scores
+    with app.app_context():
+        factories.user()
+        hot = factories.lead("hot@acme.fr")
+        play(hot.id, factories.WORKED_EXAMPLE)  # 51: an MQL, warm
+        cold = factories.lead("cold@acme.fr")
+        play(cold.id, factories.WORKED_EXAMPLE[:3])
+        history = session.execute(select(func.count()).select_from(ScoreHistory)).scalar()
+        later = utcnow() + timedelta(days=90)
+        assert decay_scores(as_of=later, batch_size=1) == 2
+        for lead_id in (hot.id, cold.id):
+            lead = session.get(Lead, lead_id, populate_existing=True)
+            expected = recompute(lead, as_of=later)  # from the log, not written
+            session.rollback()
+            lead = session.get(Lead, lead_id, populate_existing=True)
+            assert lead.score == pytest.approx(expected, abs=1e-3) and lead.score < 30
+        hot = session.get(Lead, hot.id)
+        assert hot.stage == "mql" and hot.temperature is None  # cooled, never demoted
+        assert session.execute(select(func.count()).select_from(ScoreHistory)).scalar() == history
+        assert decay_scores(as_of=later) == 0  # nothing left to cool at that moment
+        # The next event starts from the decayed value, as a recomputation would.
+        play(cold.id, [("webinar_registered", {"webinar": "another"})])
+        cold = session.get(Lead, cold.id, populate_existing=True)
+        assert cold.score == pytest.approx(recompute(cold), abs=1e-3)
+
+
+def test_decay_skips_a_lead_being_scored(app):
+    """A lead whose row another transaction holds (an event being scored)
+    is left to that event; the others are cooled."""
+    from sqlalchemy.orm import Session as OrmSession
+    from app.scoring import decay_scores
+    with app.app_context():
+        busy, idle = factories.lead("busy@acme.fr"), factories.lead("idle@acme.fr")
+        play(busy.id, factories.WORKED_EXAMPLE[:4])
+        play(idle.id, factories.WORKED_EXAMPLE[:4])
+        with OrmSession(session.get_bind()) as other, other.begin():
+            other.execute(select(Lead).where(Lead.id == busy.id).with_for_update())
+            assert decay_scores(as_of=utcnow() + timedelta(days=30)) == 1
+        scores = dict(session.execute(select(Lead.email, Lead.score)).all())
+        assert scores["idle@acme.fr"] < scores["busy@acme.fr"]
