@@ -46,6 +46,9 @@ def load_settings(overrides: dict | None = None) -> dict:
         # A post larger than this is refused with 413 before it is read: room for
         # a megabyte in each field of a form, JSON-escaped.
         "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 8 * 1024 * 1024),
+        # Flask refuses a multipart field over 500 kB by default: a megabyte
+        # typed in a field of the hosted form would be lost with a 413.
+        "MAX_FORM_MEMORY_SIZE": _int("MAX_FORM_MEMORY_SIZE", 8 * 1024 * 1024),
         # Per IP, on the two submit endpoints (Flask-Limiter syntax).
         "SUBMIT_RATE_LIMIT": os.environ.get("SUBMIT_RATE_LIMIT", "30/minute;300/hour"),
         # Fill time below which a submission is spam:too_fast (forms may override).

@@ -1,7 +1,7 @@
 """SQLAlchemy 2 models. Schema changes go through Alembic (app/migrations)."""
 from datetime import datetime, timezone
 
-from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer,
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary,
                         String, Text, UniqueConstraint, text)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -335,3 +335,28 @@ class FormView(Base):
     form_slug: Mapped[str] = mapped_column(String(80), primary_key=True)
     day: Mapped[datetime] = mapped_column(DateTime(timezone=False), primary_key=True)
     views: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class LeadImport(Base):
+    """A CSV file uploaded on the import page, imported by a background task
+    (app/leads_ui/importer.py): the file itself, how far the task got, and
+    the per-row report so far."""
+    __tablename__ = "lead_imports"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    filename: Mapped[str] = mapped_column(String(200))
+    form_slug: Mapped[str | None] = mapped_column(String(80))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    actor: Mapped[str] = mapped_column(String(120))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued, running, done, failed
+    total_rows: Mapped[int] = mapped_column(Integer, default=0)
+    done_rows: Mapped[int] = mapped_column(Integer, default=0)
+    mapping: Mapped[dict] = mapped_column(JSONType, default=dict)
+    ignored: Mapped[list] = mapped_column(JSONType, default=list)
+    results: Mapped[list] = mapped_column(JSONType, default=list)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = Timestamp(default=utcnow)
+    # Written with every batch: a running import whose worker died goes stale
+    # and the sweep hands it to another worker, which resumes after done_rows.
+    heartbeat_at: Mapped[datetime | None] = Timestamp()
+    finished_at: Mapped[datetime | None] = Timestamp()

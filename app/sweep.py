@@ -39,10 +39,14 @@ def run(now=None) -> dict:
     from .dashboard.reports import fold_lead_counts
     from .nurture.stats import fold
     folded = fold() + fold_lead_counts()
+    from .leads_ui.importer import stalled_imports
+    imports = stalled_imports(now)
     tasks.commit()
+    for import_id in imports:
+        tasks.send("leadflow.import_leads", import_id, clock)
     for mail_id in mails:
         tasks.send("leadflow.send_mail", mail_id, clock)
     for delivery_id in hooks:
         tasks.send("leadflow.deliver_webhook", delivery_id, clock)
-    return {"mails": len(mails), "webhooks": len(hooks), "stuck": stuck, "sla": sla, "report_leads": spans,
+    return {"mails": len(mails), "webhooks": len(hooks), "stuck": stuck, "sla": sla, "report_leads": spans, "imports": len(imports),
             "figure_deltas": folded}

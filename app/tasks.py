@@ -176,6 +176,12 @@ def sweep(now: str | None = None) -> dict:
     return run(_moment(now))
 
 
+@celery.task(name="leadflow.import_leads")
+def import_leads(import_id: int, now: str | None = None) -> str:
+    from .leads_ui.importer import run_queued_import
+    return run_queued_import(import_id, _moment(now))
+
+
 @celery.task(name="leadflow.decay")
 def decay(now: str | None = None) -> int:
     from .scoring import decay_scores

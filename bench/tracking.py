@@ -161,6 +161,16 @@ def rescore_timing(url: str, leads: int, events: int) -> None:
         took = time.perf_counter() - started
     print(f"  leadflow rescore: {counts['leads']} leads, {counts['events']} events in {took:.1f} s "
           f"({counts['events'] / took:,.0f} events/s), {counts['changed_leads']} scores changed")
+    # The periodic decay pass reads cached states only: its cost per lead.
+    from datetime import timedelta
+
+    from app.models import utcnow
+    from app.scoring import decay_scores
+    with app.app_context():
+        started = time.perf_counter()
+        cooled = decay_scores(as_of=utcnow() + timedelta(days=7), batch_size=1000)
+        took = time.perf_counter() - started
+    print(f"  decay pass: {leads} leads in {took:.1f} s ({leads / took:,.0f} leads/s), {cooled} cooled")
 
 
 def main(argv=None) -> int:

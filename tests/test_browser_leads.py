@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from app.db import session
-from app.models import Note
+from app.models import Note, User
 from app.scoring import lock_lead, track
 from tests import factories
 from tests.a11y import assert_accessible, assert_page_in
@@ -88,6 +88,32 @@ def test_leads_pages_are_accessible(browser, leadflow, team, locale, lang, tmp_p
         page.locator("form.stack button[type=submit]").click()
         expect(page.locator("table.import-report tbody tr")).to_have_count(2)
         assert_accessible(page)
+        assert page.js_errors == []
+    finally:
+        context.close()
+
+
+def test_import_page_follows_a_running_import(browser, leadflow, team):
+    """With a broker the upload only queues the import: its page shows the
+    progress (axe-clean), polls, and shows the report once a worker is done."""
+    from app.leads_ui import importer
+    with leadflow.app.app_context():
+        mia = session.execute(select(User.id).where(User.email == "mia@leadflow.example")).scalar_one()
+        rows = "email,name\n" + "".join(f"q{i}@queue{i}.fr,Q {i}\n" for i in range(5))
+        job = importer.queue_import(rows.encode(), "queued.csv", None, mia)
+        session.info.pop("leadflow.tasks", None)  # the worker is this test, below
+        session.commit()
+        job_id = job.id
+    context, page = new_tab(browser, "en-US")
+    try:
+        login(page, leadflow.url, "mia@leadflow.example")
+        page.goto(f"{leadflow.url}/leads/import/{job_id}")
+        expect(page.get_by_role("status")).to_have_text("0 of 5 rows imported.")
+        assert_accessible(page)
+        with leadflow.app.app_context():
+            assert importer.run_queued_import(job_id) == "done"
+        expect(page.locator("table.import-report tbody tr")).to_have_count(5)
+        expect(page.get_by_role("status").first).to_contain_text("5 rows: 5 created")
         assert page.js_errors == []
     finally:
         context.close()

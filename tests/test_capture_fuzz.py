@@ -304,6 +304,15 @@ def check_html_answer(response, where):
         assert len(text) > 20, where
 
 
+def refused_unread(response, client) -> bool:
+    """The one answer that keeps nothing (README): a body over
+    MAX_CONTENT_LENGTH, refused with 413 before it is read."""
+    if response.status_code != 413:
+        return False
+    assert response.request.content_length > client.application.config["MAX_CONTENT_LENGTH"]
+    return True
+
+
 def check_well_formed_stored(before: int, fields: dict, where: str):
     assert submission_count() == before + 1, where
     row = newest_submission()
@@ -332,6 +341,9 @@ def test_json_submit_never_fails_and_keeps_what_it_reads(client, posts):
             check_well_formed_stored(before, kwargs["json"]["fields"], where)
         elif expect == "stored":
             assert 400 <= response.status_code < 500 or response.status_code == 201, where
+            if refused_unread(response, client):  # a huge field of 4-byte characters, \u-escaped
+                assert submission_count() == before, where
+                continue
             assert submission_count() == before + 1, where
             if response.status_code >= 400:
                 assert newest_submission().verdict == "invalid", where
@@ -371,7 +383,7 @@ def test_html_post_never_fails_and_keeps_what_it_reads(client, posts, data):
             check_well_formed_stored(before, spec, where)
         elif expect == "stored":
             assert response.status_code in (200, 303, 400, 413, 422), where
-            assert submission_count() == before + (response.status_code != 413), where
+            assert submission_count() == before + (not refused_unread(response, client)), where
         else:
             assert response.status_code in (200, 400, 415, 422), where
             assert submission_count() == before + 1, where  # a 415 keeps the body too

@@ -1,5 +1,6 @@
 """End to end with real services: PostgreSQL, Redis, a Celery worker
 process, an SMTP server and a webhook receiver."""
+import io
 import time
 
 import pytest
@@ -16,6 +17,7 @@ from tests import factories
 from tests.capture_data import person, post_json
 from tests.helpers import REDIS_URL
 from tests.services import CeleryWorker, HookReceiver, SmtpSink, redis_db_for_worker
+from tests.test_auth import login, token
 
 pytestmark = pytest.mark.services
 
@@ -151,3 +153,28 @@ def test_queued_work_survives_a_dead_broker(app_factory, pg_url, forms_dir):
             assert time.monotonic() - started > 0.5 and tasks._broker_paused_until > time.monotonic()
     finally:
         tasks.configure_broker("")
+
+
+def test_a_page_import_runs_in_the_worker(stack):
+    """The import page keeps the file and answers at once; a Celery worker
+    imports it (PostgreSQL, Redis) while the status page follows it."""
+    app, _sink, _hooks, worker = stack
+    client = app.test_client()
+    with app.app_context():
+        factories.user("mia@leadflow.example", "Mia", role="marketer")
+    assert login(client, "mia@leadflow.example").status_code == 302
+    rows = "email,name\n" + "".join(f"w{i}@worker{i}.fr,W {i}\n" for i in range(450))
+    response = client.post("/leads/import", content_type="multipart/form-data", data={
+        "csrf_token": token(client, "/leads/import"), "file": (io.BytesIO(rows.encode()), "big.csv")})
+    assert response.status_code == 303
+    status_url = response.location
+    deadline = time.monotonic() + 60
+    while (status := client.get(status_url + "/status.json").get_json())["status"] != "done":
+        assert status["status"] in ("queued", "running") and time.monotonic() < deadline, status
+        time.sleep(0.2)
+    assert status == {"status": "done", "done": 450, "total": 450}
+    html = client.get(status_url).get_data(as_text=True)
+    assert "450 rows: 450 created, 0 merged, 0 rejected, 0 for review." in html
+    assert "Task leadflow.import_leads" in "".join(worker.output)
+    with app.app_context():
+        assert session.execute(select(Lead).where(Lead.email == "w449@worker449.fr")).scalar_one()

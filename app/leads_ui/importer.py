@@ -16,7 +16,8 @@ import logging
 import re
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -28,7 +29,7 @@ from .. import db, tasks
 from ..capture.forms import FieldDef, Form, FormDef, ThankYou
 from ..capture.service import apply_to_lead, judge_fields, storable
 from ..db import session
-from ..models import Lead, Submission, utcnow
+from ..models import Lead, LeadImport, Submission, utcnow
 from ..qualify.profile import PROFILE_FIELDS, clean_text, normalize_email
 from . import bp
 
@@ -338,36 +339,127 @@ def _rollback() -> None:
     db.session().info.pop("leadflow.tasks", None)
 
 
-def run_import(data: bytes, filename: str, form_slug: str | None = None,
-               overrides: dict | None = None, actor: str = "import", progress=None,
-               batch: int = BATCH) -> Report:
-    """Import a whole file; returns the per-row report. Raises ImportProblem
-    when the file cannot be imported at all."""
+@dataclass
+class Plan:
+    """A file read and its columns mapped, ready to import."""
+    form: Form
+    mapping: dict
+    ignored: list
+    rows: list  # (line, {header: cell})
+
+
+def plan(data: bytes, form_slug: str | None = None, overrides: dict | None = None) -> Plan:
+    """Read and map a file; raises ImportProblem when it cannot be imported at all."""
     base = None
     if form_slug:
         base = current_app.extensions["leadflow.forms"].get(form_slug)
         if base is None:
             raise ImportProblem(f"no form named {form_slug!r}")
-    form = import_form(base)
-    rules = current_app.extensions["leadflow.rules"].get()
     headers, rows = read_csv(data)
     if not headers:
         raise ImportProblem("the file is empty")
     mapping = map_columns(headers, overrides)
-    report = Report(form=form.slug, mapping=mapping, ignored=[h for h in headers if h not in mapping])
+    return Plan(import_form(base), mapping, [h for h in headers if h not in mapping], rows)
+
+
+def import_rows(chosen: Plan, filename: str, actor: str, rows=None, on_batch=None,
+                batch: int = BATCH) -> list[RowResult]:
+    """Import the plan's rows (or `rows`, a part of them) batch by batch, one
+    transaction each; on_batch(results) runs after each batch's commit."""
+    rules = current_app.extensions["leadflow.rules"].get()
+    rows = chosen.rows if rows is None else rows
+    everything = []
     for start in range(0, len(rows), batch):
         chunk = rows[start:start + batch]
+        args = (chosen.mapping, chosen.form, rules, actor, filename)
         try:
-            results = [import_row(line, raw, mapping, form, rules, actor, filename) for line, raw in chunk]
+            results = [import_row(line, raw, *args) for line, raw in chunk]
             tasks.commit()
         except Exception:  # noqa: BLE001 - replayed row by row below, each failure reported
             log.exception("import batch from line %s failed; replaying row by row", chunk[0][0])
             _rollback()
-            results = [_one_by_one(line, raw, mapping, form, rules, actor, filename) for line, raw in chunk]
-        report.results.extend(results)
-        if progress:
-            progress(len(chunk))
+            results = [_one_by_one(line, raw, *args) for line, raw in chunk]
+        everything.extend(results)
+        if on_batch:
+            on_batch(results)
+    return everything
+
+
+def run_import(data: bytes, filename: str, form_slug: str | None = None,
+               overrides: dict | None = None, actor: str = "import", progress=None,
+               batch: int = BATCH) -> Report:
+    """Import a whole file now; returns the per-row report. Raises
+    ImportProblem when the file cannot be imported at all."""
+    chosen = plan(data, form_slug, overrides)
+    report = Report(form=chosen.form.slug, mapping=chosen.mapping, ignored=chosen.ignored)
+    report.results = import_rows(chosen, filename, actor, batch=batch,
+                                 on_batch=(lambda results: progress(len(results))) if progress else None)
     return report
+
+
+# --- imports from the page, run by a background task ------------------------------
+
+STALE = timedelta(minutes=10)
+
+
+def queue_import(data: bytes, filename: str, form_slug: str | None, user_id: int) -> LeadImport:
+    """Check the file can be imported at all (raises ImportProblem), keep it,
+    and queue its import for after the commit."""
+    chosen = plan(data, form_slug)
+    job = LeadImport(filename=filename, form_slug=form_slug, user_id=user_id, actor=f"import:user:{user_id}",
+                     data=data, status="queued", total_rows=len(chosen.rows), done_rows=0,
+                     mapping=chosen.mapping, ignored=chosen.ignored, results=[], created_at=utcnow())
+    session.add(job)
+    session.flush()
+    tasks.after_commit("leadflow.import_leads", job.id)
+    return job
+
+
+def run_queued_import(import_id: int, now=None) -> str:
+    """The task: claim the import (a queued one, or a running one whose
+    worker stopped beating), import the rows not done yet, recording the
+    results after every batch. A crash between a batch's commit and its
+    record re-imports that batch on resume: its rows merge into the leads
+    they made (no duplicate lead), and their submissions are kept twice."""
+    now = now or utcnow()
+    job = session.execute(
+        select(LeadImport).where(LeadImport.id == import_id,
+                                 (LeadImport.status == "queued")
+                                 | ((LeadImport.status == "running") & (LeadImport.heartbeat_at < now - STALE)))
+        .with_for_update(skip_locked=True)).scalar_one_or_none()
+    if job is None:
+        return "not claimed"
+    job.status, job.heartbeat_at = "running", utcnow()
+    session.commit()
+    try:
+        chosen = plan(job.data, job.form_slug)
+    except ImportProblem as exc:  # the form was removed since the upload
+        job.status, job.error, job.finished_at = "failed", str(exc), utcnow()
+        session.commit()
+        return "failed"
+
+    def record(results):
+        job.results = job.results + [asdict(r) for r in results]
+        job.done_rows += len(results)
+        job.heartbeat_at = utcnow()
+        session.commit()
+    import_rows(chosen, job.filename, job.actor, rows=chosen.rows[job.done_rows:], on_batch=record)
+    job.status, job.finished_at = "done", utcnow()
+    session.commit()
+    return "done"
+
+
+def stored_report(job: LeadImport) -> Report:
+    return Report(form=job.form_slug or "import", mapping=job.mapping, ignored=job.ignored,
+                  results=[RowResult(**result) for result in job.results])
+
+
+def stalled_imports(now) -> list[int]:
+    """For the sweep: imports queued while the broker was down, and running
+    ones whose worker stopped beating."""
+    return session.execute(select(LeadImport.id).where(
+        ((LeadImport.status == "queued") & (LeadImport.created_at < now - timedelta(minutes=1)))
+        | ((LeadImport.status == "running") & (LeadImport.heartbeat_at < now - STALE)))).scalars().all()
 
 
 def _one_by_one(line, raw, mapping, form, rules, actor, filename) -> RowResult:

@@ -6,7 +6,6 @@ steer a lead (owner, stage, campaigns) are the marketer's and the admin's;
 anyone who may see a lead may add a note. Every action locks the lead row,
 acts, commits through tasks.commit() and redirects with a flash message.
 """
-import base64
 import csv
 import io
 from datetime import datetime, timezone
@@ -22,8 +21,8 @@ from ..auth import has_role, role_required
 from ..dashboard.charts import line_chart
 from ..db import session
 from ..leads import change_owner, change_stage
-from ..models import (Enrollment, Event, Lead, Mail, Note, OwnerChange, ScoreHistory, StageChange, Submission,
-                      User, utcnow)
+from ..models import (Enrollment, Event, Lead, LeadImport, Mail, Note, OwnerChange, ScoreHistory, StageChange,
+                      Submission, User, utcnow)
 from ..nurture import decide
 from ..nurture import engine
 from ..qualify.lifecycle import STAGES, TRANSITIONS, TransitionError
@@ -318,15 +317,44 @@ def import_upload():
                       mb=render["max_mb"]), "error")
         return render_template("pages/leads_import.html", report=None, **render), 413
     try:
-        report = importer.run_import(data, upload.filename[:200], form_slug,
-                                     actor=f"import:user:{current_user.id}")
+        job = importer.queue_import(data, upload.filename[:200], form_slug, current_user.id)
     except importer.ImportProblem as exc:
+        session.rollback()
         flash(gettext("Nothing imported: %(why)s.", why=str(exc)), "error")
         return render_template("pages/leads_import.html", report=None, **render), 422
-    csv_text = report.to_csv(gettext)
-    # The report travels with the page (a data: link): nothing to store or clean up.
-    download = "data:text/csv;charset=utf-8;base64," + base64.b64encode(
-        ("\ufeff" + csv_text).encode("utf-8")).decode()
+    tasks.commit()  # with a broker the import runs in a worker; without one, here
+    return redirect(url_for("leads.import_status", import_id=job.id), code=303)
+
+
+def _import_job(import_id: int) -> LeadImport:
+    job = session.get(LeadImport, import_id)
+    if job is None:
+        abort(404, description=gettext("No import with that number."))
+    return job
+
+
+@bp.get("/leads/import/<int:import_id>")
+@role_required("marketer")
+def import_status(import_id):
+    job = _import_job(import_id)
+    report = importer.stored_report(job)
     describe = lambda result: result.describe(gettext)  # noqa: E731
-    return render_template("pages/leads_import.html", report=report, download=download,
-                           describe=describe, filename=upload.filename, **render)
+    return render_template("pages/leads_import.html", job=job, report=report, describe=describe,
+                           filename=job.filename, forms=_form_slugs(),
+                           max_mb=importer.MAX_BYTES // (1024 * 1024), chosen=job.form_slug)
+
+
+@bp.get("/leads/import/<int:import_id>/status.json")
+@role_required("marketer")
+def import_progress(import_id):
+    job = _import_job(import_id)
+    return {"status": job.status, "done": job.done_rows, "total": job.total_rows}
+
+
+@bp.get("/leads/import/<int:import_id>/report.csv")
+@role_required("marketer")
+def import_report(import_id):
+    job = _import_job(import_id)
+    body = "\ufeff" + importer.stored_report(job).to_csv(gettext)
+    return Response(body, mimetype="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f"attachment; filename=import-{job.id}-report.csv"})
