@@ -46,6 +46,12 @@ def change_stage(lead: Lead, target: str, actor: str, reason: str | None = None)
     lead.stage, lead.stage_reason = target, reason
     session.add(change)
     session.flush()
+    from . import webhooks
+    webhooks.queue("lead.stage_changed", f"stage:{lead.id}:{change.id}", {
+        "lead": {"id": lead.id, "email": lead.email, "name": lead.name, "company": lead.company,
+                 "stage": lead.stage, "score": round(lead.score or 0, 2), "owner_id": lead.owner_id},
+        "change": {"from": change.from_stage, "to": change.to_stage, "actor": actor, "reason": reason,
+                   "at": change.at.isoformat()}}, lead.id)
     from .nurture.engine import on_stage_change
     on_stage_change(lead, target)
     return change

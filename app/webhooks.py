@@ -18,6 +18,9 @@ from .mailer import backoff
 from .models import WebhookDelivery, Webhook, utcnow
 
 MAX_ATTEMPTS = 10
+# What a webhook may subscribe to: a new MQL (with the lead card), and every
+# lifecycle move (SAL, SQL, recycled, customer, ...) for a CRM to follow.
+EVENTS = ("lead.mql", "lead.stage_changed")
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -30,6 +33,8 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
 
 
 def queue(event: str, dedupe_key: str, payload: dict, lead_id: int | None) -> list[WebhookDelivery]:
+    """A pending delivery to every active webhook subscribed to the event,
+    each sent after the commit."""
     deliveries = []
     for hook in session.query(Webhook).filter_by(active=True):
         if event not in (hook.events or []):
@@ -39,6 +44,11 @@ def queue(event: str, dedupe_key: str, payload: dict, lead_id: int | None) -> li
                                    attempts=0, log=[], next_attempt_at=utcnow(), created_at=utcnow())
         session.add(delivery)
         deliveries.append(delivery)
+    if deliveries:
+        from . import tasks
+        session.flush()
+        for delivery in deliveries:
+            tasks.after_commit("leadflow.deliver_webhook", delivery.id)
     return deliveries
 
 

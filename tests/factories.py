@@ -27,8 +27,8 @@ def lead(email="lea@acme.fr", stage="lead", **attributes):
     return found
 
 
-def webhook(url, secret="hook-secret"):
-    hook = Webhook(url=url, secret=secret, events=["lead.mql"], active=True)
+def webhook(url, secret="hook-secret", events=("lead.mql",)):
+    hook = Webhook(url=url, secret=secret, events=list(events), active=True)
     session.add(hook)
     session.commit()
     return hook

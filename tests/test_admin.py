@@ -101,7 +101,9 @@ def test_token_shown_once_works_then_revoked(app, root):
 
 
 def test_webhook_create_toggle_and_deliveries(app, root):
-    response = post(root, "/admin/webhooks", follow=False, url="https://crm.example.com/hooks")
+    nothing = post(root, "/admin/webhooks", follow=False, url="https://crm.example.com/hooks", events="lead.bogus")
+    assert nothing.status_code == 422 and "Choose at least one event" in nothing.get_data(as_text=True)
+    response = post(root, "/admin/webhooks", follow=False, url="https://crm.example.com/hooks", events="lead.mql")
     page = response.get_data(as_text=True)
     assert response.status_code == 201
     secret = re.search(r'id="new-webhook-value" class="code" type="text" readonly value="([^"]+)"', page).group(1)
@@ -123,7 +125,7 @@ def test_webhook_create_toggle_and_deliveries(app, root):
     with app.app_context():
         assert not session.get(Webhook, hook_id).active
     for bad in ("ftp://crm.example.com", "crm.example.com", "javascript:alert(1)", "https://"):
-        assert post(root, "/admin/webhooks", follow=False, url=bad).status_code == 422
+        assert post(root, "/admin/webhooks", follow=False, url=bad, events="lead.mql").status_code == 422
 
 
 def test_only_admins(app, client, people):

@@ -133,6 +133,29 @@ def test_each_salesperson_reads_notifications_in_their_own_language(app):
         assert 'lang="en"' in alert.html and "Why the score is high" in alert.text
 
 
+def test_a_crm_can_follow_every_stage_change(app, hooks):
+    """A webhook subscribed to lead.stage_changed (and not to lead.mql) gets
+    one signed post per lifecycle move, in order, with who and why."""
+    from app.sales import handoff
+    with app.app_context():
+        claire = factories.user()
+        factories.webhook(hooks.url, events=["lead.stage_changed"])
+        lead = factories.lead("crm@acme.fr", name="Léa")
+        play(lead.id, factories.WORKED_EXAMPLE)  # lead → mql
+        lead = lock_lead(lead.id)
+        handoff.reject(lead, claire, "no budget this year")  # mql → recycled
+        tasks.commit()
+        received = hooks.wait_for(2)
+        bodies = [r.json() for r in received]
+        assert all(verify("hook-secret", r.headers["X-Leadflow-Timestamp"], r.body,
+                          r.headers["X-Leadflow-Signature"]) for r in received)
+        assert [b["event"] for b in bodies] == ["lead.stage_changed"] * 2
+        assert [(b["change"]["from"], b["change"]["to"]) for b in bodies] == [("lead", "mql"), ("mql", "recycled")]
+        assert bodies[1]["change"]["reason"] == "no budget this year"
+        assert bodies[1]["change"]["actor"] == f"user:{claire.id}" and bodies[1]["lead"]["email"] == "crm@acme.fr"
+        assert session.execute(select(func.count()).select_from(WebhookDelivery)).scalar() == 2  # no lead.mql
+
+
 def test_round_robin_spreads_mqls(app):
     with app.app_context():
         a = factories.user("a@leadflow.example", "A")

@@ -93,9 +93,7 @@ def on_threshold_crossed(lead: Lead, actor: str, reason: str) -> None:
                              subject=subject, html=html, text=text)
         if mail_id:
             tasks.after_commit("leadflow.send_mail", mail_id)
-    for delivery in webhooks.queue("lead.mql", key, webhook_payload(lead, card, owner), lead.id):
-        session.flush()
-        tasks.after_commit("leadflow.deliver_webhook", delivery.id)
+    webhooks.queue("lead.mql", key, webhook_payload(lead, card, owner), lead.id)
 
 
 def mail_language(user: User) -> str:

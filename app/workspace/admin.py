@@ -11,6 +11,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
+from .. import webhooks
 from ..api.auth import create_token
 from ..auth import ROLES, check_role
 from ..auth.views import create_user
@@ -143,7 +144,11 @@ def create_webhook():
     if not valid_url(url):
         flash(_("Enter the full address of the receiver, starting with https://."), "error")
         return _page(422)
-    hook = Webhook(url=url, secret=secrets.token_urlsafe(32), events=["lead.mql"], active=True)
+    events = [event for event in webhooks.EVENTS if event in request.form.getlist("events")]
+    if not events:
+        flash(_("Choose at least one event to send."), "error")
+        return _page(422)
+    hook = Webhook(url=url, secret=secrets.token_urlsafe(32), events=events, active=True)
     session.add(hook)
     session.commit()
     return _page(201, new_webhook={"url": hook.url, "value": hook.secret})
