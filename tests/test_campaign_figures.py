@@ -193,7 +193,7 @@ def test_concurrent_mail_writers_lose_no_figure(app):
 def test_enrollment_and_mql_in_concurrent_transactions_count_once(app):
     """A lead enters a campaign in one transaction while it becomes an MQL in
     another, both uncommitted when the other writes: neither trigger sees
-    the other's row unless they take turns (the lead's advisory lock).
+    the other's row unless they take turns (the lead's row lock).
     Every one of the 30 leads must count as converted."""
     with app.app_context():
         lead_ids, engine, now = make_leads("c", 30), session.get_bind(), utcnow()
@@ -249,3 +249,21 @@ def test_migration_counts_what_was_there_before():
         engine.dispose()
     finally:
         drop_pg_database(url)
+
+
+def test_a_bulk_enrollment_in_one_statement(app):
+    """20,000 enrollments in one INSERT ... SELECT (a data migration, a
+    restore): the triggers' per-lead locks must not fill PostgreSQL's lock
+    table, as advisory locks did ("out of shared memory")."""
+    with app.app_context():
+        session.execute(text(
+            "INSERT INTO leads (email, stage, score, scores, score_state, consent, opted_out_topics, "
+            "created_at, updated_at) SELECT 'bulk' || g || '@figures.example', 'lead', 0, '{}', '{}', true, "
+            "'[]', now(), now() FROM generate_series(1, 20000) g"))
+        session.execute(text(
+            "INSERT INTO enrollments (campaign, lead_id, step_key, waiting, status, trigger, due_at, "
+            "entered_at, path) SELECT 'nurture-en', id, 'welcome', false, 'active', 'test', now(), now(), "
+            "'[]' FROM leads"))
+        session.commit()
+        rollup, live = rollup_and_live()
+        assert differences(rollup, live) == {} and live[("nurture-en", "")]["enrolled"] == 20000

@@ -19,7 +19,8 @@ totals (app/nurture/stats.py, fold()).
 `campaign_unsubscribes` and `campaign_conversions`: a row inserted there for
 the first time is what counts one more. A conversion joins a stage change
 and an enrollment of the same lead, written by different transactions, so
-both triggers take the lead's advisory lock before looking for the other.
+both triggers lock the lead's row before looking for the other (a row lock,
+not an advisory one: a bulk insert of enrollments would fill the lock table).
 
 Step key '' holds a campaign's own figures (enrollments, conversions).
 
@@ -154,7 +155,7 @@ POSTGRES = [
             SELECT NEW.campaign, '', {enrollment_row("NEW.")};
         END IF;
         IF TG_OP = 'INSERT' THEN
-            PERFORM pg_advisory_xact_lock(7261, (NEW.lead_id % 2147483647)::int);
+            PERFORM 1 FROM leads WHERE id = NEW.lead_id FOR NO KEY UPDATE;
             INSERT INTO campaign_conversions (campaign, stage, lead_id)
             SELECT DISTINCT NEW.campaign, c.to_stage, NEW.lead_id FROM stage_changes c
             WHERE c.lead_id = NEW.lead_id AND c.to_stage IN ('mql', 'sql') AND c.at >= NEW.entered_at
@@ -169,7 +170,7 @@ POSTGRES = [
     "EXECUTE FUNCTION campaign_figures_enrollment()",
     """CREATE FUNCTION campaign_figures_stage_change() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        PERFORM pg_advisory_xact_lock(7261, (NEW.lead_id % 2147483647)::int);
+        PERFORM 1 FROM leads WHERE id = NEW.lead_id FOR NO KEY UPDATE;
         INSERT INTO campaign_conversions (campaign, stage, lead_id)
         SELECT DISTINCT en.campaign, NEW.to_stage, NEW.lead_id FROM enrollments en
         WHERE en.lead_id = NEW.lead_id AND en.entered_at <= NEW.at
