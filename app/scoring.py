@@ -54,14 +54,21 @@ def _fit_total(scoring_model, name, lead) -> float:
     return sum(points for _, points in model_lib.fit_points(scoring_model, name, lead_data(lead)))
 
 
-def _set_totals(lead: Lead, scoring_model, states: dict, as_of: datetime) -> None:
-    totals = {name: model_lib.state_total(scoring_model, name, states[name],
-                                          _fit_total(scoring_model, name, lead), as_of)
-              for name in scoring_model.scores}
-    lead.score_state = {"model": model_lib.fingerprint(scoring_model), "states": states}
+def _totals(lead: Lead, scoring_model, states: dict, as_of: datetime) -> dict[str, float]:
+    return {name: model_lib.state_total(scoring_model, name, states[name],
+                                        _fit_total(scoring_model, name, lead), as_of)
+            for name in scoring_model.scores}
+
+
+def _set_scores(lead: Lead, scoring_model, totals: dict[str, float]) -> None:
     lead.scores = {name: round(total, 4) for name, total in totals.items()}
     lead.score = totals[scoring_model.mql_score]
     lead.temperature = model_lib.temperature(scoring_model, lead.score)[0]
+
+
+def _set_totals(lead: Lead, scoring_model, states: dict, as_of: datetime) -> None:
+    lead.score_state = {"model": model_lib.fingerprint(scoring_model), "states": states}
+    _set_scores(lead, scoring_model, _totals(lead, scoring_model, states, as_of))
 
 
 def recompute(lead: Lead, as_of: datetime | None = None, scoring_model=None) -> float:
@@ -256,15 +263,11 @@ def decay_scores(as_of: datetime | None = None, batch_size: int = 500) -> int:
             cached = lead.score_state or {}
             if cached.get("model") != fingerprint:
                 continue
-            totals = {name: model_lib.state_total(scoring_model, name, cached["states"][name],
-                                                  _fit_total(scoring_model, name, lead), as_of)
-                      for name in scoring_model.scores}
+            totals = _totals(lead, scoring_model, cached["states"], as_of)
             before = lead.score or 0.0
             if abs(totals[scoring_model.mql_score] - before) < 0.005:
                 continue
-            lead.scores = {name: round(total, 4) for name, total in totals.items()}
-            lead.score = totals[scoring_model.mql_score]
-            lead.temperature = model_lib.temperature(scoring_model, lead.score)[0]
+            _set_scores(lead, scoring_model, totals)
             changed += 1
             if becomes_mql(scoring_model, lead, before):
                 from .sales.handoff import on_threshold_crossed

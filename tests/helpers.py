@@ -90,3 +90,20 @@ def next_monday_10_paris(weeks_ahead: int = 2):
     day = datetime.now(paris).date() + timedelta(weeks=weeks_ahead)
     day += timedelta(days=(7 - day.weekday()) % 7)
     return datetime.combine(day, time(10, 0), tzinfo=paris).astimezone(timezone.utc)
+
+
+def run_together(*writers) -> None:
+    """Each writer in its own thread and connection; re-raises their errors."""
+    errors = []
+
+    def guarded(writer):
+        try:
+            writer()
+        except Exception as error:  # shown by the assertion below
+            errors.append(error)
+    threads = [threading.Thread(target=guarded, args=(writer,)) for writer in writers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors

@@ -15,7 +15,7 @@ from app import migrate
 from app.db import is_postgres, session
 from app.models import Enrollment, Event, Lead, Mail, StageChange, utcnow
 from app.nurture import stats
-from tests.helpers import create_pg_database, drop_pg_database
+from tests.helpers import create_pg_database, drop_pg_database, run_together
 
 CAMPAIGNS = ("nurture-fr", "nurture-en")
 STEPS = ("bienvenue", "cas-client", "demo")
@@ -139,23 +139,6 @@ def test_same_figures_on_sqlite(app_factory, sqlite_url):
         random_history(random.Random(7), operations=200, fold_every=1000)
         rollup, live = rollup_and_live()
         assert rollup == live and live and stats.fold() == 0
-
-
-def run_together(*writers) -> None:
-    """Each writer in its own thread and connection; re-raises their errors."""
-    errors = []
-
-    def guarded(writer):
-        try:
-            writer()
-        except Exception as error:  # shown by the assertion below
-            errors.append(error)
-    threads = [threading.Thread(target=guarded, args=(writer,)) for writer in writers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not errors
 
 
 def make_leads(prefix: str, count: int) -> list[int]:

@@ -539,14 +539,16 @@ def test_lead_counts_under_concurrent_writers(app):
     """Six connections create leads and move them between stages at once,
     with folds in between: the counts equal the table's."""
     import random
-    import threading
+
     from sqlalchemy.orm import Session
+
+    from tests.helpers import run_together
     with app.app_context():
-        engine, errors = session.get_bind(), []
+        engine = session.get_bind()
 
         def writer(worker: int):
-            rng = random.Random(worker)
-            try:
+            def write():
+                rng = random.Random(worker)
                 for n in range(40):
                     with Session(engine) as s, s.begin():
                         lead = Lead(email=f"w{worker}-{n}@counts.example", stage="lead",
@@ -557,13 +559,7 @@ def test_lead_counts_under_concurrent_writers(app):
                         lead.stage = rng.choice(("mql", "sal", "lead", "disqualified"))
                     if n % 10 == 0:
                         reports.fold_lead_counts()
-            except Exception as error:  # shown by the assertion below
-                errors.append(error)
-        threads = [threading.Thread(target=writer, args=(w,)) for w in range(6)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
-        assert not errors
+            return write
+        run_together(*(writer(w) for w in range(6)))
         assert lead_counts_differ_from_live() == 0
         assert reports.funnel(reports.Period(date(2024, 1, 1), date(2024, 1, 31)))["created"] == 240
