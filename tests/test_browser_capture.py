@@ -207,6 +207,9 @@ def test_script_embed_shows_errors_inline_without_leaving_the_page(page, leadflo
     assert page.evaluate("window.sameDocument") is True, "the page was reloaded"
     assert embed.locator(".leadflow-error:visible").count() == 1
     assert fresh(select(Submission.verdict, Submission.channel)).all() == [("invalid", "script")]
+    # The embed's own default look: errors in red, fields full width.
+    assert error.evaluate("e => getComputedStyle(e).color") == "rgb(179, 38, 30)"
+    assert email.evaluate("e => getComputedStyle(e).display") == "block"
 
     email.fill("jordan@acme-widgets.com")
     wait_until_human(page, shown)
@@ -215,6 +218,19 @@ def test_script_embed_shows_errors_inline_without_leaving_the_page(page, leadflo
     assert page.evaluate("window.sameDocument") is True
     lead = fresh(select(Lead)).scalar_one()
     assert (lead.email, lead.stage) == ("jordan@acme-widgets.com", "lead")
+    assert page.js_errors == []
+
+
+def test_the_site_can_turn_off_the_embed_style(page, leadflow, site):
+    """data-leadflow-style="none": no stylesheet is added, the site styles the form."""
+    html = company_page(leadflow.url, iframe=False).replace(
+        'data-leadflow-form="contact-en"', 'data-leadflow-form="contact-en" data-leadflow-style="none"')
+    assert 'data-leadflow-style="none"' in html
+    page.goto(site.put("/plain", html))
+    embed = page.locator('[data-leadflow-form="contact-en"]')
+    expect(embed.get_by_label("Work email")).to_be_visible()
+    assert page.locator("#leadflow-embed-style").count() == 0
+    assert embed.get_by_label("Work email").evaluate("e => getComputedStyle(e).display") == "inline-block"
     assert page.js_errors == []
 
 

@@ -1,7 +1,9 @@
 /* leadflow embed: renders a form into the page that loads this script and
    posts it as JSON. Paste:
      div data-leadflow-form="SLUG", then https://LEADFLOW/f/SLUG/embed.js
-   (a div, then a script tag loading this file, async).
+   (a div, then a script tag loading this file, async). The form brings a
+   plain look the site's CSS overrides; data-leadflow-style="none" on the
+   div turns it off.
    Everything is built with DOM calls and textContent: nothing the marketer
    or a visitor typed is ever parsed as HTML. */
 (function () {
@@ -15,6 +17,30 @@
     script.parentNode.insertBefore(host, script);
   }
   host.setAttribute("data-leadflow-ready", "1");
+
+  // A plain default look, once per page, so the form is readable on any site.
+  // :where() gives every rule zero specificity: the site's own CSS wins, and
+  // data-leadflow-style="none" on the div leaves the styling to the site alone.
+  if (host.getAttribute("data-leadflow-style") !== "none" && !document.getElementById("leadflow-embed-style")) {
+    var style = document.createElement("style");
+    style.id = "leadflow-embed-style";
+    style.textContent = [
+      ":where(.leadflow-form) { max-width: 36rem; font: inherit; line-height: 1.4; }",
+      ":where(.leadflow-form .leadflow-field) { margin: 0 0 1rem; border: 0; padding: 0; }",
+      ":where(.leadflow-form label, .leadflow-form legend) { display: block; font-weight: 600; margin-bottom: .25rem; }",
+      ":where(.leadflow-form .leadflow-choice) { font-weight: 400; }",
+      ":where(.leadflow-form input:not([type=checkbox]):not([type=radio]), .leadflow-form select, .leadflow-form textarea)" +
+        " { display: block; box-sizing: border-box; width: 100%; padding: .5rem; font: inherit;" +
+        " border: 1px solid #6b7280; border-radius: 4px; background: #fff; color: #111827; }",
+      ":where(.leadflow-form [aria-invalid=true]) { border-color: #b3261e; }",
+      ":where(.leadflow-form .leadflow-error, .leadflow-form .leadflow-summary) { color: #b3261e; margin: .25rem 0 0; }",
+      ":where(.leadflow-form .leadflow-req) { color: #b3261e; }",
+      ":where(.leadflow-form button[type=submit]) { padding: .6rem 1.2rem; font: inherit; font-weight: 600;" +
+        " color: #fff; background: #1f5fbf; border: 0; border-radius: 4px; cursor: pointer; }",
+      ":where(.leadflow-form button[disabled]) { opacity: .6; cursor: progress; }"
+    ].join("\n");
+    document.head.appendChild(style);
+  }
   var uid = "lf-" + config.slug + "-" + Math.random().toString(36).slice(2, 8);
 
   function el(tag, attrs, content) {
