@@ -412,3 +412,25 @@ def test_keyset_and_search_on_sqlite_too(app_factory, sqlite_url):
             assert seen == _expected(leads, sort, desc), (sort, desc)
         found = session.execute(listing.filtered(listing.Filters(q="BOB"))).scalars().all()
         assert len(found) == 16
+
+
+def test_score_chart_ends_at_the_cooled_score(app, people):
+    """Decay writes no history row: the chart adds today's (cooled) score as
+    its last point, so the line ends where the card's score stands."""
+    from app import tasks
+    from app.scoring import decay_scores
+    lead_id = add(app, "cool@a.fr", stage="lead")
+    with app.app_context():
+        for kind, properties in factories.WORKED_EXAMPLE[:3]:
+            track(lock_lead(lead_id), kind, properties=properties)
+            tasks.commit()
+    mia = as_user(app, "mia")
+
+    def line_points():
+        html = mia.get(f"/leads/{lead_id}").get_data(as_text=True)
+        path = re.search(r'<path d="([^"]+)" fill="none"', html).group(1)
+        return path.count("M") + path.count("L")
+    assert line_points() == 4  # where it started, then three events
+    with app.app_context():
+        assert decay_scores(as_of=utcnow() + timedelta(days=60)) == 1
+    assert line_points() == 5

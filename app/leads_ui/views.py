@@ -169,6 +169,8 @@ def lead_page(lead_id):
     points = [(_aware(h.at).strftime("%Y-%m-%d"), round(h.score, 1)) for h in history]
     if history:  # where the first change started from, so one change still draws a line
         points.insert(0, (points[0][0], round(history[0].score - history[0].delta, 1)))
+        if abs((lead.score or 0) - history[-1].score) >= 0.05:  # cooled since (decay writes no history)
+            points.append((utcnow().strftime("%Y-%m-%d"), round(lead.score or 0, 1)))
     chart = line_chart(points, gettext("Score over time"), threshold=scoring_model.mql_threshold)
     names = dict(session.execute(select(User.id, User.name)).all())
     steering = has_role(current_user, "marketer")
