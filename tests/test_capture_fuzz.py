@@ -28,7 +28,7 @@ from app import db, migrate
 from app.db import session
 from app.models import Lead, Submission
 from app.qualify.profile import normalize_email
-from tests.capture_data import aged_token, csrf_from, person
+from tests.capture_data import aged_token, csrf_from, form_body, person
 from tests.helpers import create_pg_database, drop_pg_database
 
 SLUG = "contact"
@@ -258,12 +258,7 @@ def _no_surrogate(text: str) -> bool:
 
 def _form(fields: dict) -> dict:
     """JSON-ish fields as a browser posts them (checkbox on = "y")."""
-    body = {}
-    for key, value in fields.items():
-        if value is True:
-            body[key] = "y"
-        elif value not in (False, None):
-            body[key] = value
+    body = form_body(fields)
     body["lf_token"] = aged_token(SLUG)
     body["_csrf"] = True
     return body

@@ -423,9 +423,7 @@ def run_queued_import(import_id: int, now=None) -> str:
     they made (no duplicate lead), and their submissions are kept twice."""
     now = now or utcnow()
     job = session.execute(
-        select(LeadImport).where(LeadImport.id == import_id,
-                                 (LeadImport.status == "queued")
-                                 | ((LeadImport.status == "running") & (LeadImport.heartbeat_at < now - STALE)))
+        select(LeadImport).where(LeadImport.id == import_id, (LeadImport.status == "queued") | _stalled_running(now))
         .with_for_update(skip_locked=True)).scalar_one_or_none()
     if job is None:
         return "not claimed"
@@ -459,7 +457,12 @@ def stalled_imports(now) -> list[int]:
     ones whose worker stopped beating."""
     return session.execute(select(LeadImport.id).where(
         ((LeadImport.status == "queued") & (LeadImport.created_at < now - timedelta(minutes=1)))
-        | ((LeadImport.status == "running") & (LeadImport.heartbeat_at < now - STALE)))).scalars().all()
+        | _stalled_running(now))).scalars().all()
+
+
+def _stalled_running(now):
+    """A running import whose worker stopped beating: another may take it."""
+    return (LeadImport.status == "running") & (LeadImport.heartbeat_at < now - STALE)
 
 
 def _one_by_one(line, raw, mapping, form, rules, actor, filename) -> RowResult:
